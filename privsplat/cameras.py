@@ -1,0 +1,97 @@
+"""The one camera type: pinhole intrinsics and world-to-camera poses in OpenCV axes.
+
+Every format parser converts to this at load time (x right, y down, z forward);
+nothing downstream knows about OpenGL/nerfstudio conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Cameras:
+    """A batch of C pinhole cameras sharing one image size.
+
+    Ks: [C, 3, 3] intrinsics in pixels (pixel centres at integer + 0.5).
+    viewmats: [C, 4, 4] world-to-camera, OpenCV axes.
+    """
+
+    Ks: torch.Tensor
+    viewmats: torch.Tensor
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.Ks.dim() == 2:
+            self.Ks = self.Ks[None]
+        if self.viewmats.dim() == 2:
+            self.viewmats = self.viewmats[None]
+        if self.Ks.shape[0] != self.viewmats.shape[0]:
+            raise ValueError("Ks and viewmats must hold the same number of cameras")
+
+    @classmethod
+    def from_numpy(cls, Ks: np.ndarray, viewmats: np.ndarray, width: int, height: int,
+                   device: str | torch.device = "cpu") -> "Cameras":
+        return cls(torch.as_tensor(np.asarray(Ks), dtype=torch.float32, device=device),
+                   torch.as_tensor(np.asarray(viewmats), dtype=torch.float32, device=device),
+                   int(width), int(height))
+
+    def __len__(self) -> int:
+        return self.Ks.shape[0]
+
+    def __getitem__(self, idx) -> "Cameras":
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return Cameras(self.Ks[idx], self.viewmats[idx], self.width, self.height)
+
+    @property
+    def device(self) -> torch.device:
+        return self.Ks.device
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "Cameras":
+        return Cameras(self.Ks.to(device=device, dtype=dtype or self.Ks.dtype),
+                       self.viewmats.to(device=device, dtype=dtype or self.viewmats.dtype),
+                       self.width, self.height)
+
+    @property
+    def camtoworlds(self) -> torch.Tensor:
+        return torch.linalg.inv(self.viewmats)
+
+    @property
+    def centers(self) -> torch.Tensor:
+        """Camera centres in world coordinates, [C, 3]."""
+        return self.camtoworlds[:, :3, 3]
+
+    def scaled(self, factor: float) -> "Cameras":
+        """The same cameras at an image size scaled by `factor` (intrinsics follow)."""
+        S = torch.diag(torch.tensor([factor, factor, 1.0], dtype=self.Ks.dtype, device=self.device))
+        return Cameras(S @ self.Ks, self.viewmats, round(self.width * factor), round(self.height * factor))
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+    """World-to-camera 4x4 (OpenCV axes) for a camera at `eye` looking at `target`.
+
+    `up` is the world's up direction; image y points down, i.e. against it.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, -np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-8:  # looking straight along up: pick any perpendicular
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world
+    w2c = np.eye(4)
+    w2c[:3, :3] = R
+    w2c[:3, 3] = -R @ eye
+    return w2c
+
+
+def intrinsics_from_fov(width: int, height: int, fov_x_rad: float) -> np.ndarray:
+    fx = 0.5 * width / np.tan(0.5 * fov_x_rad)
+    return np.array([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]])

@@ -1,0 +1,53 @@
+"""The one dataset type every format parser produces.
+
+Coordinates are normalised at load time: world_normalised = (world_input - center) * scale,
+so the object sits near the origin with radius about 1. `to_input_units` maps points back
+so meshes are written in the input's units and frame.
+
+Privacy rule: a frame whose kind is "protected" has no RGB the code can reach.
+`Dataset.load_rgb` refuses it; only `load_protected` reads its gradient magnitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+FrameKind = Literal["rgb", "protected"]
+
+
+@dataclass
+class Frame:
+    name: str                   # stem of file_path; what --sensitive LIST names
+    kind: FrameKind
+    image_path: Path            # RGB image (kind "rgb") or protected magnitude PNG (kind "protected")
+    K: np.ndarray               # [3,3] float64 intrinsics at (width, height)
+    w2c: np.ndarray             # [4,4] float64 world-to-camera, OpenCV axes, normalised world
+    width: int
+    height: int
+    mask_path: Path | None = None         # object mask (foreground = 1), optional
+    region_mask_path: Path | None = None  # protected frames only: region that was protected;
+                                          # None = the whole view is protected
+    rgb_outside_path: Path | None = None  # protected frames with a region: RGB with the region removed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    root: Path
+    frames: list[Frame]
+    center: np.ndarray          # [3] input-units centre subtracted at load
+    scale: float                # multiplier applied after centring
+    protection: dict[str, Any] | None = None  # manifest's operator parameters, None = plain RGB folder
+
+    def to_input_units(self, points: np.ndarray) -> np.ndarray:
+        return np.asarray(points) / self.scale + self.center
+
+    def to_normalised(self, points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points) - self.center) * self.scale
+
+    def frames_of(self, kind: FrameKind) -> list[Frame]:
+        return [f for f in self.frames if f.kind == kind]
