@@ -12,6 +12,7 @@ import sys
 # name -> (module, class). Each class is a dataclass whose fields are the flags.
 COMMANDS: dict[str, tuple[str, str]] = {
     "render-bench": ("privsplat.render.bench", "RenderBench"),
+    "eval": ("privsplat.eval.commands", "Eval"),
 }
 
 
