@@ -12,7 +12,10 @@ import sys
 # name -> (module, class). Each class is a dataclass whose fields are the flags.
 COMMANDS: dict[str, tuple[str, str]] = {
     "render-bench": ("privsplat.render.bench", "RenderBench"),
+    "fit": ("privsplat.train.fit", "Fit"),
+    "mesh": ("privsplat.train.fit", "Mesh"),
     "eval": ("privsplat.eval.commands", "Eval"),
+    "privacy-eval": ("privsplat.eval.commands", "PrivacyEval"),
 }
 
 
@@ -26,12 +29,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from .errors import PrivsplatError
 
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {name: _load(name) for name in COMMANDS}
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        cmd = tyro.extras.subcommand_cli_from_dict(
-            commands, args=argv, prog="privsplat",
-            description="Privacy-preserving reconstruction with 2D Gaussian surfels.")
+        if argv and argv[0] in COMMANDS:
+            # One subcommand: import only its module. A command may derive its defaults from
+            # the arguments (e.g. `fit --preset head512` sets the config defaults that
+            # explicit flags then override) through a `defaults_from_args` classmethod.
+            cls = _load(argv[0])
+            default = cls.defaults_from_args(argv[1:]) if hasattr(cls, "defaults_from_args") else None
+            cmd = tyro.cli(cls, args=argv[1:], default=default, prog=f"privsplat {argv[0]}",
+                           description=" ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))
+        else:
+            commands = {name: _load(name) for name in COMMANDS}
+            cmd = tyro.extras.subcommand_cli_from_dict(
+                commands, args=argv, prog="privsplat",
+                description="Privacy-preserving reconstruction with 2D Gaussian surfels.")
         cmd.run()
     except PrivsplatError as e:
         print(f"privsplat: error: {e}", file=sys.stderr)

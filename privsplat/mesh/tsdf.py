@@ -1,0 +1,159 @@
+"""Mesh extraction: TSDF fusion (open3d VoxelBlockGrid) of rendered median depth.
+
+open3d is imported only here (the GPU machine cannot install it). ANCHORS.md explains why
+the newer `t.geometry.VoxelBlockGrid` and not the legacy ScalableTSDFVolume.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..cameras import Cameras, look_at
+from ..data.dataset import Dataset
+from ..errors import PrivsplatError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeshParams:
+    voxel: float          # normalised units
+    sdf_trunc: float
+    depth_trunc: float
+    resolution: int       # depth-map long side
+    n_views: int
+    clusters: int
+
+
+def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> list[np.ndarray]:
+    """World-to-camera matrices on a Fibonacci sphere around `center` (no view straight along up)."""
+    poses = []
+    golden = np.pi * (3 - np.sqrt(5))
+    for i in range(n):
+        z = 0.85 - 1.7 * (i + 0.5) / n  # keep away from the poles
+        r = np.sqrt(1 - z * z)
+        d = np.array([r * np.cos(golden * i), z, r * np.sin(golden * i)])
+        # rotate so that the sphere's +y is the scene's up
+        y = up / np.linalg.norm(up)
+        x = np.cross(y, [0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.cross(y, [1.0, 0.0, 0.0])
+        x /= np.linalg.norm(x)
+        zz = np.cross(x, y)
+        eye = center + radius * (d[0] * x + d[1] * y + d[2] * zz)
+        poses.append(look_at(eye, center, up))
+    return poses
+
+
+@torch.no_grad()
+def render_depths(model, cameras: list[Cameras], backend: str) -> list[tuple[np.ndarray, Cameras]]:
+    out = []
+    for cam in cameras:
+        r = model.render(cam, backend=backend)
+        depth = r.depth_median[0, ..., 0].clone()
+        depth[r.alpha[0, ..., 0] < 0.5] = 0.0
+        out.append((depth.cpu().numpy().astype(np.float32), cam))
+    return out
+
+
+def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> list[Cameras]:
+    """The training cameras plus an orbit, all rendered with long side `resolution`."""
+    from ..train.init import look_at_point, world_up
+
+    device = model.device
+    cams = []
+    for f in dataset.frames:
+        s = resolution / max(f.width, f.height)
+        cams.append(Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=device).scaled(s))
+    if n_orbit > 0:
+        center = look_at_point(dataset)
+        dists = [np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center) for f in dataset.frames]
+        f0 = dataset.frames[0]
+        K = f0.K * (resolution / max(f0.width, f0.height))
+        K[2, 2] = 1.0
+        for w2c in orbit_cameras(center, float(np.median(dists)), world_up(dataset), n_orbit):
+            cams.append(Cameras.from_numpy(K, w2c, cams[0].width, cams[0].height, device=device))
+    return cams
+
+
+def auto_params(model, dataset: Dataset, resolution: int, n_views: int, clusters: int,
+                voxel: float = 0.0) -> MeshParams:
+    """2DGS's auto rule (depth_trunc = 2 x camera radius, sdf_trunc = 5 voxels), with the voxel
+    no finer than the depth maps can support: about one pixel's footprint on the object."""
+    from ..train.init import look_at_point
+
+    center = look_at_point(dataset)
+    cam_radius = float(np.median([np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center) for f in dataset.frames]))
+    depth_trunc = 2.0 * cam_radius
+    if voxel <= 0:
+        f0 = dataset.frames[0]
+        focal = f0.K[0, 0] * resolution / max(f0.width, f0.height)
+        voxel = max(depth_trunc / 1024, cam_radius / focal)
+    return MeshParams(voxel=voxel, sdf_trunc=5 * voxel, depth_trunc=depth_trunc, resolution=resolution,
+                      n_views=n_views, clusters=clusters)
+
+
+def fuse_tsdf(depths: list[tuple[np.ndarray, Cameras]], params: MeshParams) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse depth maps into a TSDF and extract a triangle mesh (vertices, faces) in normalised units."""
+    import open3d as o3d
+    import open3d.core as o3c
+
+    vbg = o3d.t.geometry.VoxelBlockGrid(
+        attr_names=("tsdf", "weight"), attr_dtypes=(o3c.float32, o3c.float32), attr_channels=((1), (1)),
+        voxel_size=float(params.voxel), block_resolution=8, block_count=100000, device=o3c.Device("CPU:0"))
+    for depth, cam in depths:
+        if not (depth > 0).any():
+            continue
+        img = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
+        K = o3c.Tensor(cam.Ks[0].double().cpu().numpy())
+        w2c = o3c.Tensor(cam.viewmats[0].double().cpu().numpy())
+        coords = vbg.compute_unique_block_coordinates(img, K, w2c, depth_scale=1.0,
+                                                      depth_max=float(params.depth_trunc),
+                                                      trunc_voxel_multiplier=params.sdf_trunc / params.voxel)
+        vbg.integrate(coords, img, K, w2c, depth_scale=1.0, depth_max=float(params.depth_trunc),
+                      trunc_voxel_multiplier=params.sdf_trunc / params.voxel)
+    mesh = vbg.extract_triangle_mesh().to_legacy()
+    V, F = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    if len(F) == 0:
+        raise PrivsplatError("TSDF fusion produced an empty mesh: the rendered depth maps are empty; "
+                             "check that the fit converged (renders/ in the run folder) or raise --mesh-voxel")
+    return keep_largest_clusters(V, F, params.clusters)
+
+
+def keep_largest_clusters(V: np.ndarray, F: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    import open3d as o3d
+
+    if n <= 0:
+        return V, F
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F))
+    labels, counts, _ = mesh.cluster_connected_triangles()
+    labels, counts = np.asarray(labels), np.asarray(counts)
+    keep = np.argsort(counts)[::-1][:n]
+    mesh.remove_triangles_by_mask(~np.isin(labels, keep))
+    mesh.remove_unreferenced_vertices()
+    return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+
+
+def extract_mesh(model, dataset: Dataset, *, resolution: int, n_orbit: int, clusters: int = 1,
+                 voxel: float = 0.0, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, MeshParams]:
+    """Render median depth from the training cameras + an orbit, fuse, and return the mesh in the
+    INPUT's units and frame (dataset.to_input_units)."""
+    cams = fusion_cameras(model, dataset, resolution, n_orbit)
+    params = auto_params(model, dataset, resolution, len(cams), clusters, voxel)
+    V, F = fuse_tsdf(render_depths(model, cams, backend), params)
+    return dataset.to_input_units(V), F, params
+
+
+def write_mesh_ply(path, V: np.ndarray, F: np.ndarray) -> None:
+    from plyfile import PlyData, PlyElement
+
+    from ..io import atomic_path
+
+    verts = np.empty(len(V), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    verts["x"], verts["y"], verts["z"] = V[:, 0], V[:, 1], V[:, 2]
+    faces = np.empty(len(F), dtype=[("vertex_indices", "i4", (3,))])
+    faces["vertex_indices"] = F
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(verts, "vertex"), PlyElement.describe(faces, "face")]).write(str(tmp))

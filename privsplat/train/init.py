@@ -1,0 +1,144 @@
+"""Where the surfels start: the masks' visual hull, a sphere, or the ICT neutral head template."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+def camera_centers(dataset: Dataset) -> np.ndarray:
+    return np.stack([np.linalg.inv(f.w2c)[:3, 3] for f in dataset.frames])
+
+
+def look_at_point(dataset: Dataset) -> np.ndarray:
+    """The point closest (least squares) to every camera's optical axis."""
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for f in dataset.frames:
+        c2w = np.linalg.inv(f.w2c)
+        o, d = c2w[:3, 3], c2w[:3, 2] / np.linalg.norm(c2w[:3, 2])
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ o
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def world_up(dataset: Dataset) -> np.ndarray:
+    """Mean of the cameras' up vectors (image -y axis) in world coordinates."""
+    ups = np.stack([-np.linalg.inv(f.w2c)[:3, 1] for f in dataset.frames])
+    up = ups.mean(0)
+    return up / max(np.linalg.norm(up), 1e-12)
+
+
+def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
+                radius: float | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Carve a voxel grid with the masks. Returns (surface points, outward normals, voxel size)
+    or None when the hull is empty (masks inconsistent with the cameras)."""
+    from scipy import ndimage
+
+    center = look_at_point(dataset)
+    if radius is None:
+        radius = 0.6 * np.median(np.linalg.norm(camera_centers(dataset) - center, axis=1))
+    axis = np.linspace(-radius, radius, grid)
+    X = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3) + center
+    inside = np.ones(len(X), dtype=bool)
+    seen = np.zeros(len(X), dtype=np.int32)
+    Xh = np.concatenate([X, np.ones((len(X), 1))], axis=1)
+    for f in dataset.frames:
+        m = masks.get(f.name)
+        if m is None:
+            continue
+        cam = (Xh @ f.w2c.T)[:, :3]
+        z = cam[:, 2]
+        uv = cam @ f.K.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = uv[:, 0] / z
+            v = uv[:, 1] / z
+        h, w = m.shape
+        valid = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        ui = np.clip(u, 0, w - 1).astype(int)
+        vi = np.clip(v, 0, h - 1).astype(int)
+        fg = m[vi, ui] > 0.5
+        inside &= ~valid | fg
+        seen += valid
+    inside &= seen >= max(1, len(masks) // 2)
+    occ = inside.reshape(grid, grid, grid)
+    if occ.sum() < 10:
+        return None
+    occ = ndimage.binary_opening(occ, iterations=1) if occ.sum() > 1000 else occ
+    surface = occ & ~ndimage.binary_erosion(occ)
+    smooth = ndimage.gaussian_filter(occ.astype(np.float32), 1.5)
+    grad = np.stack(np.gradient(smooth), -1)
+    idx = np.argwhere(surface)
+    pts = center + np.stack([axis[idx[:, 0]], axis[idx[:, 1]], axis[idx[:, 2]]], 1)
+    normals = -grad[idx[:, 0], idx[:, 1], idx[:, 2]]
+    norm = np.linalg.norm(normals, axis=1, keepdims=True)
+    keep = norm[:, 0] > 1e-8
+    return pts[keep], normals[keep] / norm[keep], axis[1] - axis[0]
+
+
+def sample_hull(points: np.ndarray, normals: np.ndarray, voxel: float, n: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    idx = rng.choice(len(points), size=n, replace=len(points) < n)
+    # jitter within the voxel's tangent plane so duplicates do not coincide
+    jitter = rng.uniform(-0.5, 0.5, (n, 3)) * voxel
+    nrm = normals[idx]
+    jitter -= (jitter * nrm).sum(1, keepdims=True) * nrm
+    return points[idx] + jitter, nrm
+
+
+def sphere_points(center: np.ndarray, radius: float, n: int, rng: np.random.Generator):
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return center + radius * d, d
+
+
+def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
+                    hull: tuple[np.ndarray, np.ndarray, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sample the ICT neutral head, placed from the cameras: centred on their look-at point,
+    up along the cameras' mean up, face toward the protected (sensitive) views, and sized to the
+    visual hull when masks exist, else to ~70% of the median camera's field of view."""
+    from ..data.synth import neutral_template
+
+    V, Fc = neutral_template()
+    V = np.asarray(V, dtype=np.float64)
+    Fc = np.asarray(Fc, dtype=np.int64)
+    tri = V[Fc]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    face_idx = rng.choice(len(Fc), size=n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+    pts = (tri[face_idx] * bary[:, :, None]).sum(1)
+    nrm = np.cross(tri[face_idx, 1] - tri[face_idx, 0], tri[face_idx, 2] - tri[face_idx, 0])
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+
+    center = look_at_point(dataset)
+    up = world_up(dataset)
+    sensitive = [f for f in dataset.frames if f.kind == "protected"] or dataset.frames
+    face_dir = np.mean([np.linalg.inv(f.w2c)[:3, 3] - center for f in sensitive], axis=0)
+    face_dir -= (face_dir @ up) * up
+    if np.linalg.norm(face_dir) < 1e-8:
+        face_dir = np.cross(up, [1.0, 0.0, 0.0])
+    face_dir /= np.linalg.norm(face_dir)
+    # template frame: +y up, +z face; rotate into (up, face_dir)
+    R = np.stack([np.cross(up, face_dir), up, face_dir], axis=1)
+    tmpl_center = 0.5 * (V.min(0) + V.max(0))
+    tmpl_height = V[:, 1].max() - V[:, 1].min()
+    if hull is not None:
+        hp = hull[0]
+        height = (hp @ up).max() - (hp @ up).min()
+        center = hp.mean(0)
+    else:
+        f0 = dataset.frames[0]
+        dist = np.median(np.linalg.norm(camera_centers(dataset) - center, axis=1))
+        height = 0.7 * dist * f0.height / f0.K[1, 1]
+    scale = height / tmpl_height
+    log.info("template prior: ICT neutral head, scale %.4g, centre %s", scale, np.round(center, 3))
+    pts = (pts - tmpl_center) * scale @ R.T + center
+    return pts, nrm @ R.T
