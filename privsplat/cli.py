@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render-bench": ("privsplat.render.bench", "RenderBench"),
     "fit": ("privsplat.train.fit", "Fit"),
     "mesh": ("privsplat.train.fit", "Mesh"),
+    "demo": ("privsplat.demo", "Demo"),
     "eval": ("privsplat.eval.commands", "Eval"),
     "privacy-eval": ("privsplat.eval.commands", "PrivacyEval"),
 }

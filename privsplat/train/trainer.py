@@ -277,6 +277,7 @@ class Trainer:
         while self.stage_index < len(self.stages):
             name, n_steps = self.stages[self.stage_index]
             smoothed: dict[str, float] = {}
+            first: dict[str, list[float]] = {}
             t0 = time.perf_counter()
             start = self.step
             bar = tqdm(total=n_steps, initial=self.step, desc=name, disable=not self.progress,
@@ -285,6 +286,8 @@ class Trainer:
                 terms = self._train_step(self.step / max(n_steps, 1))
                 for k, v in terms.items():
                     smoothed[k] = v if k not in smoothed else 0.95 * smoothed[k] + 0.05 * v
+                    if self.step - start < 20:
+                        first.setdefault(k, []).append(v)
                 self.step += 1
                 bar.update(1)
                 if self.step % 20 == 0:
@@ -297,6 +300,7 @@ class Trainer:
             self.metrics["stages"][name] = {
                 "iterations": n_steps, "seconds": round(seconds, 2),
                 "iterations_per_second": round((self.step - start) / max(time.perf_counter() - t0, 1e-9), 2),
+                "initial_losses": prev.get("initial_losses") or {k: round(float(np.mean(v)), 6) for k, v in first.items()},
                 "final_losses": {k: round(v, 6) for k, v in smoothed.items()},
                 "surfels": self.model.n,
             }
