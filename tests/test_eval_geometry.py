@@ -131,3 +131,18 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["chamfer"] == pytest.approx(0.02, rel=1e-3)
     assert saved["gt_path"].endswith("gt.ply")
+
+
+def test_shaded_mesh_render_of_a_sphere_matches_its_analytic_silhouette():
+    from privsplat.cameras import intrinsics_from_fov, look_at
+    from privsplat.eval.mesh_render import shade_mesh
+
+    V, F = uv_sphere(1.0, n_lat=96, n_lon=192)
+    size, dist = 96, 4.0
+    K = intrinsics_from_fov(size, size, np.deg2rad(40))
+    w2c = look_at(np.array([0.0, 0.0, dist]), np.zeros(3))
+    img = shade_mesh(V, F, K, w2c, size, size)[0]
+    r_px = K[0, 0] * np.tan(np.arcsin(1.0 / dist))  # projected silhouette radius
+    assert (img > 0).sum() == pytest.approx(np.pi * r_px ** 2, rel=0.03)
+    assert img[size // 2, size // 2] == pytest.approx(1.0, abs=2e-3)  # facing the headlight
+    assert img[0, 0] == 0.0 and img.max() <= 1.0

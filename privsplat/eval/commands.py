@@ -59,13 +59,20 @@ class PrivacyEval:
     """
 
     originals: Path
-    """folder of the original (sensitive) views; they never leave your machine"""
+    """folder of the original (sensitive) views; they never leave your machine. Every other folder's
+    files are matched to these by path without suffix (v03.png <-> v03.npy); one sub-folder per
+    person marks identities"""
     protected: Optional[Path] = None
     """folder of protected gradient-magnitude images (|g|, any scale; PNG or .npy)"""
     renders: Optional[Path] = None
     """folder of colour renders of the fitted model from the same cameras"""
     mesh_renders: Optional[Path] = None
     """folder of shaded renders of the reconstructed mesh from the same cameras"""
+    mesh: Optional[Path] = None
+    """reconstructed mesh (PLY/OBJ, as `privsplat fit` writes it): render it shaded from --cameras"""
+    cameras: Optional[Path] = None
+    """dataset folder whose cameras (transforms.json, COLMAP, cameras.npz) render --mesh; frames
+    are matched to originals by name"""
     attack: Literal["optim", "poisson", "none"] = "optim"
     """inversion attack on the protected images before recognition ('none' to skip)"""
     kernel: Literal["sobel", "scharr", "central"] = "sobel"
@@ -85,6 +92,7 @@ class PrivacyEval:
 
         report = evaluate_privacy_folders(self.originals, self.protected, self.renders, self.mesh_renders,
                                           attack=self.attack, kernel=self.kernel, threshold=self.threshold,
+                                          mesh=self.mesh, cameras=self.cameras,
                                           progress=lambda msg: print(msg, file=sys.stderr))
         table = format_markdown(report)
         print(table, end="")

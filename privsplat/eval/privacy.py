@@ -258,8 +258,13 @@ def list_views(folder: Path, suffixes=IMAGE_SUFFIXES, what: str = "folder") -> d
 def evaluate_privacy_folders(originals: Path, protected: Path | None = None, renders: Path | None = None,
                              mesh_renders: Path | None = None, attack: Attack = "optim",
                              kernel: str = "sobel", threshold: float = VERIFY_THRESHOLD,
+                             mesh: Path | None = None, cameras: Path | None = None,
                              progress: Callable[[str], None] | None = None) -> dict:
-    """Load the folders, run the attack on the protected views, and return verification_report's dict."""
+    """Load the folders, run the attack on the protected views, and return verification_report's dict.
+
+    mesh + cameras: also render the mesh (in the dataset's input units, as `privsplat fit`
+    writes it) shaded from every camera of the dataset folder `cameras`, keyed by frame name.
+    """
     load_face_models()  # fail early with the install hint
     orig_files = list_views(originals, what="--originals")
     orig = {k: read_image(p) for k, p in orig_files.items()}
@@ -286,12 +291,33 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
             imgs = {k: read_image(p) for k, p in files.items() if k in orig}
             _check_overlap(imgs, flag, orig_files)
             sets[name] = imgs
+    if (mesh is None) != (cameras is None):
+        raise PrivsplatError("--mesh and --cameras go together: the mesh is rendered from the dataset's cameras")
+    if mesh is not None:
+        if progress:
+            progress(f"rendering {mesh} from the cameras of {cameras}")
+        shaded = render_mesh_views(mesh, cameras)
+        _check_overlap({k: v for k, v in shaded.items() if k in orig}, "--cameras", orig_files)
+        sets["mesh renders (shaded)"] = {k: v for k, v in shaded.items() if k in orig}
     if progress:
         progress("running face recognition")
     report = verification_report(orig, sets, threshold)
     report["inputs"] = {"originals": str(originals), "protected": _str(protected), "renders": _str(renders),
-                        "mesh_renders": _str(mesh_renders), "attack": attack, "kernel": kernel}
+                        "mesh_renders": _str(mesh_renders), "mesh": _str(mesh), "cameras": _str(cameras),
+                        "attack": attack, "kernel": kernel}
     return report
+
+
+def render_mesh_views(mesh: Path, cameras: Path) -> dict[str, np.ndarray]:
+    """frame name -> shaded grey render [H, W] of `mesh` from that frame's camera."""
+    from ..data.load import load_dataset
+    from .geometry import load_mesh
+    from .mesh_render import shade_mesh
+
+    dataset = load_dataset(cameras)
+    V, F = load_mesh(mesh, "mesh")
+    V = dataset.to_normalised(V)  # cameras live in the normalised world
+    return {f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0] for f in dataset.frames}
 
 
 def _check_overlap(found: dict, flag: str, orig_files: dict) -> None:
