@@ -12,6 +12,8 @@ import sys
 # name -> (module, class). Each class is a dataclass whose fields are the flags.
 COMMANDS: dict[str, tuple[str, str]] = {
     "render-bench": ("privsplat.render.bench", "RenderBench"),
+    "synth": ("privsplat.data.synth", "Synth"),
+    "protect": ("privsplat.privacy.protect", "Protect"),
     "fit": ("privsplat.train.fit", "Fit"),
     "mesh": ("privsplat.train.fit", "Mesh"),
     "demo": ("privsplat.demo", "Demo"),

@@ -42,6 +42,8 @@ class Dataset:
     center: np.ndarray          # [3] input-units centre subtracted at load
     scale: float                # multiplier applied after centring
     protection: dict[str, Any] | None = None  # manifest's operator parameters, None = plain RGB folder
+    normalisation: str = ""     # which rule chose center/scale (see privsplat/data/normalise.py)
+    format: str = ""            # input format: "nerfstudio", "colmap" or "idr"
 
     def to_input_units(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points) / self.scale + self.center

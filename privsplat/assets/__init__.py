@@ -1,0 +1,1 @@
+"""Small meshes shipped with privsplat (see README.md and the licence notices here)."""

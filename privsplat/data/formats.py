@@ -1,0 +1,353 @@
+"""One parser per input format; each yields frames with OpenCV world-to-camera poses in
+the input's own units and frame (normalisation happens once, in load.py).
+
+Conventions converted here, once:
+- nerfstudio / instant-ngp: `transform_matrix` is OpenGL camera-to-world (x right, y up,
+  z backward): w2c_opencv = inv(c2w_gl @ diag(1, -1, -1, 1)).
+- COLMAP: qvec/tvec are already OpenCV world-to-camera.
+- IDR / NeuS / VolSDF: world_mat_i = K [R | t] (up to scale) maps the input world to
+  pixels; scale_mat_i maps the unit sphere to the input world. We decompose world_mat_i
+  (i.e. P = world_mat @ scale_mat composed with inv(scale_mat)), so poses stay in the
+  input world, where DTU/H3DS ground-truth meshes live. Their pixel centres are at
+  integer coordinates, ours at integer + 0.5, so cx, cy gain 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import PrivsplatError
+from .dataset import Frame
+
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+
+
+@dataclass
+class Parsed:
+    frames: list[Frame]                    # w2c in input units
+    normalisation: dict[str, Any] | None   # stored by `protect`: {"center": [3], "scale": s}
+    format: str
+
+
+def detect_format(root: Path) -> str:
+    from .colmap import find_model_dir
+
+    if (root / "transforms.json").is_file():
+        return "nerfstudio"
+    if any((root / n).is_file() for n in ("cameras.npz", "cameras_sphere.npz")):
+        return "idr"
+    if find_model_dir(root) is not None:
+        return "colmap"
+    raise PrivsplatError(f"{root} holds no dataset privsplat can read: expected transforms.json "
+                         "(nerfstudio/instant-ngp), a COLMAP model (sparse/0/cameras.bin|txt) or "
+                         "cameras.npz with image/ and mask/ (IDR/NeuS)")
+
+
+def parse(root: Path) -> Parsed:
+    fmt = detect_format(root)
+    return {"nerfstudio": parse_nerfstudio, "colmap": parse_colmap, "idr": parse_idr}[fmt](root)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def check_pose(w2c: np.ndarray, where: str) -> np.ndarray:
+    w2c = np.asarray(w2c, dtype=np.float64)
+    if w2c.shape != (4, 4) or not np.all(np.isfinite(w2c)):
+        raise PrivsplatError(f"{where}: camera pose must be a finite 4x4 matrix")
+    R = w2c[:3, :3]
+    if abs(np.linalg.det(R) - 1.0) > 1e-3 or np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
+        raise PrivsplatError(f"{where}: camera rotation is not orthonormal (singular, scaled or mirrored "
+                             "pose); fix the dataset's camera matrices")
+    return w2c
+
+
+def check_intrinsics(K: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise PrivsplatError(f"{where}: intrinsics must be finite with positive focal lengths, got "
+                             f"fx={K[0, 0]!r}, fy={K[1, 1]!r}")
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise PrivsplatError(f"{where}: image size must be positive integers, got {width!r}x{height!r}")
+    return K
+
+
+def unique_names(paths: list[Path], root: Path) -> list[str]:
+    """File stems; where stems collide, the path below root without suffix, '/' -> '_'."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    names = []
+    for p in paths:
+        try:
+            rel = p.relative_to(root)
+        except ValueError:
+            rel = Path(p.name)
+        names.append(str(rel.with_suffix("")).replace("/", "_").replace("\\", "_"))
+    if len(set(names)) != len(names):
+        raise PrivsplatError("two frames use the same image file; each frame needs its own image")
+    return names
+
+
+def resolve_image(root: Path, rel: str, where: str) -> Path:
+    p = (root / rel)
+    if p.suffix and p.is_file():
+        return p
+    for s in IMAGE_SUFFIXES:
+        q = p.with_name(p.name + s)
+        if q.is_file():
+            return q
+    raise PrivsplatError(f"{where}: image {p} does not exist (tried with and without "
+                         ".png/.jpg); fix file_path or restore the image")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    from .images import read_image
+
+    img = read_image(path)
+    return img.shape[1], img.shape[0]
+
+
+# ----------------------------------------------------------------------------- nerfstudio
+
+def _num(d: dict, key: str, where: str):
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise PrivsplatError(f"{where}: {key} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _int(d: dict, key: str, where: str):
+    v = _num(d, key, where)
+    if v is None:
+        return None
+    if v != int(v) or v <= 0:
+        raise PrivsplatError(f"{where}: {key} must be a positive integer, got {d[key]!r}")
+    return int(v)
+
+
+def parse_nerfstudio(root: Path) -> Parsed:
+    path = root / "transforms.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PrivsplatError(f"{path} is not valid JSON ({e}); fix or regenerate it") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+        raise PrivsplatError(f"{path} needs a 'frames' list")
+    if not meta["frames"]:
+        raise PrivsplatError(f"{path} has an empty frame list; a dataset needs at least one view")
+    for key in ("k1", "k2", "k3", "k4", "p1", "p2"):
+        if _num(meta, key, str(path)) not in (None, 0.0):
+            raise PrivsplatError(f"{path}: lens distortion ({key}) is not supported; undistort the "
+                                 "images first (e.g. ns-process-data or colmap image_undistorter)")
+    frames_raw = meta["frames"]
+    paths, poses, intr, masks, extras = [], [], [], [], []
+    for i, fr in enumerate(frames_raw):
+        where = f"{path} frame {i}"
+        if not isinstance(fr, dict):
+            raise PrivsplatError(f"{where}: each frame must be a JSON object")
+        if not isinstance(fr.get("file_path"), str):
+            raise PrivsplatError(f"{where}: missing file_path")
+        img = resolve_image(root, fr["file_path"], where)
+        try:
+            c2w = np.array(fr.get("transform_matrix"), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PrivsplatError(f"{where}: transform_matrix must be a 4x4 (or 3x4) number matrix") from None
+        if c2w.shape == (3, 4):
+            c2w = np.vstack([c2w, [0, 0, 0, 1]])
+        if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+            raise PrivsplatError(f"{where}: transform_matrix must be a finite 4x4 matrix")
+        if abs(np.linalg.det(c2w[:3, :3])) < 1e-9:
+            raise PrivsplatError(f"{where}: transform_matrix is singular")
+        w2c = check_pose(np.linalg.inv(c2w @ GL_TO_CV), where)
+        merged = {**{k: meta[k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x",
+                                          "camera_angle_y") if k in meta},
+                  **{k: fr[k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x",
+                                        "camera_angle_y") if k in fr}}
+        w, h = _int(merged, "w", where), _int(merged, "h", where)
+        if w is None or h is None:
+            w, h = image_size(img)
+        fx, fy = _num(merged, "fl_x", where), _num(merged, "fl_y", where)
+        ax, ay = _num(merged, "camera_angle_x", where), _num(merged, "camera_angle_y", where)
+        if fx is None and ax is not None:
+            if not 0 < ax < math.pi:
+                raise PrivsplatError(f"{where}: camera_angle_x must be in (0, pi) radians, got {ax}")
+            fx = 0.5 * w / math.tan(0.5 * ax)
+        if fy is None and ay is not None and 0 < ay < math.pi:
+            fy = 0.5 * h / math.tan(0.5 * ay)
+        if fx is None:
+            raise PrivsplatError(f"{where}: no focal length: give fl_x (pixels) or camera_angle_x (radians)")
+        fy = fx if fy is None else fy
+        cx = _num(merged, "cx", where)
+        cy = _num(merged, "cy", where)
+        K = np.array([[fx, 0, w / 2 if cx is None else cx], [0, fy, h / 2 if cy is None else cy], [0, 0, 1]])
+        check_intrinsics(K, w, h, where)
+        mask = None
+        if fr.get("mask_path") is not None:
+            if not isinstance(fr["mask_path"], str):
+                raise PrivsplatError(f"{where}: mask_path must be a string")
+            mask = resolve_image(root, fr["mask_path"], where + " mask")
+        paths.append(img)
+        poses.append(w2c)
+        intr.append((K, w, h))
+        masks.append(mask)
+        extras.append(fr)
+    names = unique_names(paths, root)
+    frames = []
+    for name, img, w2c, (K, w, h), mask, fr in zip(names, paths, poses, intr, masks, extras):
+        kind = fr.get("privsplat_kind", "rgb")
+        if kind not in ("rgb", "protected"):
+            raise PrivsplatError(f"frame {name!r}: privsplat_kind must be 'rgb' or 'protected', got {kind!r}")
+        frame = Frame(name=name, kind=kind, image_path=img, K=K, w2c=w2c, width=w, height=h, mask_path=mask,
+                      extra={"w2c_input": w2c})
+        if kind == "protected":
+            scale = _num(fr, "privsplat_magnitude_scale", f"frame {name!r}")
+            if scale is None or scale <= 0:
+                raise PrivsplatError(f"frame {name!r}: a protected frame needs a positive "
+                                     "privsplat_magnitude_scale; re-run privsplat protect")
+            frame.extra["magnitude_scale"] = scale
+            for key, attr in (("privsplat_region_path", "region_mask_path"),
+                              ("privsplat_rgb_outside_path", "rgb_outside_path")):
+                if fr.get(key) is not None:
+                    if not isinstance(fr[key], str):
+                        raise PrivsplatError(f"frame {name!r}: {key} must be a string")
+                    setattr(frame, attr, resolve_image(root, fr[key], f"frame {name!r} {key}"))
+        frames.append(frame)
+    norm = meta.get("privsplat_normalisation")
+    if norm is not None:
+        norm = _check_normalisation(norm, path)
+    return Parsed(frames, norm, "nerfstudio")
+
+
+def _check_normalisation(norm: Any, path: Path) -> dict[str, Any]:
+    try:
+        center = np.array(norm["center"], dtype=np.float64)
+        scale = float(norm["scale"])
+    except (TypeError, KeyError, ValueError):
+        raise PrivsplatError(f"{path}: privsplat_normalisation needs center [3] and scale") from None
+    if center.shape != (3,) or not np.all(np.isfinite(center)) or not (math.isfinite(scale) and scale > 0):
+        raise PrivsplatError(f"{path}: privsplat_normalisation needs a finite center [3] and a scale > 0")
+    return {"center": center, "scale": scale, "rule": str(norm.get("rule", "stored"))}
+
+
+def frame_to_nerfstudio(frame: Frame, root: Path, w2c_input: np.ndarray) -> dict[str, Any]:
+    """The transforms.json entry for a frame, paths relative to root (used by synth and protect)."""
+    c2w_gl = np.linalg.inv(w2c_input) @ GL_TO_CV
+    K = frame.K
+    entry = {"file_path": frame.image_path.relative_to(root).as_posix(),
+             "transform_matrix": c2w_gl.tolist(),
+             "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
+             "w": int(frame.width), "h": int(frame.height)}
+    if frame.mask_path is not None:
+        entry["mask_path"] = frame.mask_path.relative_to(root).as_posix()
+    return entry
+
+
+# ----------------------------------------------------------------------------- COLMAP
+
+def parse_colmap(root: Path) -> Parsed:
+    from .colmap import find_model_dir, intrinsics, qvec_to_rotation, read_model
+
+    model_dir = find_model_dir(root)
+    cams, images = read_model(model_dir)
+    if not images:
+        raise PrivsplatError(f"COLMAP model in {model_dir} has no registered images")
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    mask_dir = next((d for d in (root / "masks", root / "mask") if d.is_dir()), None)
+    order = sorted(images, key=lambda i: images[i].name)
+    paths, rows = [], []
+    for iid in order:
+        im = images[iid]
+        where = f"COLMAP image {im.name!r}"
+        if im.camera_id not in cams:
+            raise PrivsplatError(f"{where} refers to camera {im.camera_id}, which cameras file lacks")
+        cam = cams[im.camera_id]
+        K = check_intrinsics(intrinsics(cam), cam.width, cam.height, where)
+        w2c = np.eye(4)
+        if not np.all(np.isfinite(im.tvec)):
+            raise PrivsplatError(f"{where}: translation is not finite")
+        w2c[:3, :3] = qvec_to_rotation(im.qvec)
+        w2c[:3, 3] = im.tvec
+        img = image_dir / im.name
+        if not img.is_file():
+            raise PrivsplatError(f"{where}: image {img} does not exist")
+        mask = None
+        if mask_dir is not None:
+            mask = next((m for m in (mask_dir / (im.name + ".png"), mask_dir / Path(im.name).with_suffix(".png"))
+                         if m.is_file()), None)
+        paths.append(img)
+        rows.append((K, w2c, cam.width, cam.height, mask))
+    names = unique_names(paths, image_dir)
+    frames = [Frame(name=n, kind="rgb", image_path=p, K=K, w2c=w2c, width=w, height=h, mask_path=m,
+                    extra={"w2c_input": w2c}) for n, p, (K, w2c, w, h, m) in zip(names, paths, rows)]
+    return Parsed(frames, None, "colmap")
+
+
+# ----------------------------------------------------------------------------- IDR / NeuS
+
+def decompose_projection(P: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """K (K[2,2] = 1, positive focals) and OpenCV w2c from a 3x4 projection matrix."""
+    import cv2
+
+    P = np.asarray(P, dtype=np.float64)
+    if not np.all(np.isfinite(P)) or np.linalg.matrix_rank(P[:3, :3], tol=1e-9 * max(1.0, np.abs(P).max())) < 3:
+        raise PrivsplatError(f"{where}: projection matrix is singular or not finite")
+    K, R, c = cv2.decomposeProjectionMatrix(P[:3, :4])[:3]
+    if abs(c[3, 0]) < 1e-12:
+        raise PrivsplatError(f"{where}: projection matrix puts the camera at infinity")
+    center = c[:3, 0] / c[3, 0]
+    K = K / K[2, 2]
+    D = np.diag(np.sign(np.diag(K)))  # make focals positive: K R = (K D)(D R)
+    K, R = K @ D, D @ R
+    if np.linalg.det(R) < 0:  # P was a negative multiple of K[R|t]
+        R = -R
+    w2c = np.eye(4)
+    w2c[:3, :3] = R
+    w2c[:3, 3] = -R @ center
+    return K, w2c
+
+
+def _list_images(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.suffix in IMAGE_SUFFIXES) if d.is_dir() else []
+
+
+def parse_idr(root: Path) -> Parsed:
+    npz = next(p for p in (root / "cameras.npz", root / "cameras_sphere.npz") if p.is_file())
+    try:
+        cams = dict(np.load(npz, allow_pickle=False))
+    except Exception as e:  # numpy raises many types for a corrupt archive
+        raise PrivsplatError(f"cannot read {npz} ({type(e).__name__}: {e}); regenerate it") from None
+    images = _list_images(root / "image") or _list_images(root / "images")
+    if not images:
+        raise PrivsplatError(f"{root}: no images in image/ (IDR/NeuS layout: image/*.png, mask/*.png)")
+    masks = _list_images(root / "mask") or _list_images(root / "masks")
+    if masks and len(masks) != len(images):
+        raise PrivsplatError(f"{root}: {len(images)} images but {len(masks)} masks; they pair up in sorted "
+                             "order, so the counts must match")
+    frames = []
+    names = unique_names(images, root)
+    for i, (name, img) in enumerate(zip(names, images)):
+        where = f"{npz.name} camera {i}"
+        if f"world_mat_{i}" not in cams:
+            raise PrivsplatError(f"{where}: world_mat_{i} is missing ({len(images)} images need "
+                                 f"world_mat_0..{len(images) - 1})")
+        P = np.asarray(cams[f"world_mat_{i}"], dtype=np.float64)
+        if P.shape not in ((4, 4), (3, 4)):
+            raise PrivsplatError(f"{where}: world_mat_{i} must be 4x4 or 3x4, got {P.shape}")
+        K, w2c = decompose_projection(P[:3], where)
+        K[0, 2] += 0.5
+        K[1, 2] += 0.5
+        w, h = image_size(img)
+        check_intrinsics(K, w, h, where)
+        check_pose(w2c, where)
+        frames.append(Frame(name=name, kind="rgb", image_path=img, K=K, w2c=w2c, width=w, height=h,
+                            mask_path=masks[i] if masks else None, extra={"w2c_input": w2c}))
+    return Parsed(frames, None, "idr")

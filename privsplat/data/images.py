@@ -1,0 +1,126 @@
+"""Reading and writing the images of a dataset.
+
+The privacy rule lives here: `load_rgb` refuses a protected frame, so no code path
+that goes through this module can reach RGB that the user chose to protect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PrivsplatError
+from ..io import atomic_path
+from .dataset import Frame
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The decoded image as stored: uint8/uint16, [H,W] or [H,W,C] with C in 3,4 as RGB(A)."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrivsplatError(f"image {path} does not exist; check the dataset's file paths")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise PrivsplatError(f"cannot decode image {path} (corrupt or unsupported format); "
+                             "re-export it as PNG or JPEG")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise PrivsplatError(f"image {path} has sample type {img.dtype}; use 8- or 16-bit PNG/JPEG")
+    if img.ndim == 3:
+        if img.shape[2] == 1:
+            img = img[:, :, 0]
+        elif img.shape[2] == 3:
+            img = img[:, :, ::-1]
+        elif img.shape[2] == 4:
+            img = img[:, :, [2, 1, 0, 3]]
+        else:
+            raise PrivsplatError(f"image {path} has {img.shape[2]} channels; expected 1, 3 or 4")
+    return np.ascontiguousarray(img)
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    """Write uint8/uint16 [H,W] or RGB(A) [H,W,3|4] as PNG, atomically, with no metadata."""
+    import cv2
+
+    img = np.asarray(img)
+    if img.ndim == 3:
+        img = img[:, :, [2, 1, 0, 3] if img.shape[2] == 4 else [2, 1, 0]]
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(img)):
+            raise PrivsplatError(f"could not write {path}")
+
+
+def to_unit_float(img: np.ndarray) -> np.ndarray:
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    return img.astype(np.float32) / scale
+
+
+def _check_size(img: np.ndarray, frame: Frame, path: Path, what: str) -> None:
+    if img.shape[:2] != (frame.height, frame.width):
+        raise PrivsplatError(f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
+                             f"has a {frame.width}x{frame.height} camera; fix the image or the camera "
+                             "intrinsics (w, h)")
+
+
+def load_rgb(frame: Frame) -> np.ndarray:
+    """float32 [H,W,3] in 0..1 (8-bit values / 255, no gamma); alpha, if any, is the mask."""
+    if frame.kind != "rgb":
+        raise PrivsplatError(f"frame {frame.name!r} is protected: its RGB is not available by design; "
+                             "use load_protected (and load_rgb_outside for region-protected frames)")
+    img = read_image(frame.image_path)
+    _check_size(img, frame, frame.image_path, "image")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return to_unit_float(img[:, :, :3])
+
+
+def load_mask(frame: Frame) -> np.ndarray | None:
+    """float32 [H,W] in 0..1 (foreground 1), from mask_path or an RGB frame's alpha; else None."""
+    if frame.mask_path is not None:
+        img = read_image(frame.mask_path)
+        _check_size(img, frame, frame.mask_path, "mask")
+        m = to_unit_float(img)
+        if m.ndim == 3:  # RGBA mask: alpha if present, else the brightest channel
+            m = m[:, :, 3] if m.shape[2] == 4 else m.max(axis=2)
+        return m
+    if frame.kind == "rgb" and frame.image_path.suffix.lower() == ".png":
+        img = read_image(frame.image_path)
+        if img.ndim == 3 and img.shape[2] == 4:
+            _check_size(img, frame, frame.image_path, "image")
+            return to_unit_float(img[:, :, 3])
+    return None
+
+
+def load_protected(frame: Frame) -> tuple[np.ndarray, np.ndarray | None]:
+    """(magnitude float32 [h,w] in σ's units, region float32 [h,w] in 0..1 or None = whole view)."""
+    if frame.kind != "protected":
+        raise PrivsplatError(f"frame {frame.name!r} is not protected; use load_rgb")
+    img = read_image(frame.image_path)
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise PrivsplatError(f"protected image {frame.image_path} is not a 16-bit single-channel PNG; "
+                             "re-run privsplat protect")
+    scale = float(frame.extra.get("magnitude_scale", 1.0))
+    magnitude = img.astype(np.float32) * np.float32(scale / 65535.0)
+    region = None
+    if frame.region_mask_path is not None:
+        r = read_image(frame.region_mask_path)
+        if r.ndim != 2 or r.shape != img.shape:
+            raise PrivsplatError(f"region mask {frame.region_mask_path} must be single-channel "
+                                 f"{img.shape[1]}x{img.shape[0]}; re-run privsplat protect")
+        region = to_unit_float(r)
+    return magnitude, region
+
+
+def load_rgb_outside(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """For a region-protected frame: (rgb float32 [H,W,3], valid float32 [H,W]); valid=0 in the region."""
+    if frame.rgb_outside_path is None:
+        raise PrivsplatError(f"frame {frame.name!r} has no RGB outside a protected region "
+                             "(it is fully protected or not protected)")
+    img = read_image(frame.rgb_outside_path)
+    _check_size(img, frame, frame.rgb_outside_path, "outside-region image")
+    if img.ndim != 3 or img.shape[2] != 4:
+        raise PrivsplatError(f"{frame.rgb_outside_path} must be RGBA (alpha = valid); re-run privsplat protect")
+    f = to_unit_float(img)
+    return f[:, :, :3], f[:, :, 3]

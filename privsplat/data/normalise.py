@@ -1,0 +1,78 @@
+"""Where the normalised world is: center and scale chosen from the cameras (and masks).
+
+world_normalised = (world_input - center) * scale.
+
+- center: the point closest (least squares) to all optical axes — what an object-centred
+  capture looks at. A tiny pull toward the camera centroid keeps it defined when the axes
+  are nearly parallel (forward-facing captures).
+- scale, rule "masks" (every frame has a mask): the object's bounding sphere gets radius
+  ~1. Per frame, the mask's widest angle from the ray through `center` gives the radius
+  of the sphere around `center` that the silhouette subtends, d·sin(angle); the median
+  over frames is used (robust to one bad mask).
+- scale, rule "cameras" (otherwise): the cameras sit at median distance 3 from `center`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PrivsplatError
+from .dataset import Frame
+
+CAMERA_RADIUS = 3.0
+
+
+def closest_point_to_axes(centers: np.ndarray, dirs: np.ndarray, pull: float = 1e-6) -> np.ndarray:
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for c, d in zip(centers, dirs):
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ c
+    mean = centers.mean(axis=0)
+    lam = pull * len(centers)
+    return np.linalg.solve(A + lam * np.eye(3), b + lam * mean)
+
+
+def silhouette_radius(frame: Frame, mask: np.ndarray, center: np.ndarray) -> float | None:
+    """Radius of the sphere around `center` (input units) that the mask's silhouette subtends."""
+    stride = max(1, int(np.ceil(max(mask.shape) / 256)))
+    m = mask[::stride, ::stride] > 0.5
+    if not m.any():
+        return None
+    v, u = np.nonzero(m)
+    pix = np.stack([(u + 0.5) * stride, (v + 0.5) * stride, np.ones_like(u, dtype=np.float64)], axis=1)
+    rays = pix @ np.linalg.inv(frame.K).T
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    w2c = frame.extra["w2c_input"]
+    pc = w2c[:3, :3] @ center + w2c[:3, 3]
+    dist = np.linalg.norm(pc)
+    if pc[2] <= 0 or dist <= 0:
+        return None
+    cosang = np.clip(rays @ (pc / dist), -1.0, 1.0)
+    return float(dist * np.sin(min(np.arccos(cosang.min()), np.pi / 2)))
+
+
+def scene_normalisation(frames: list[Frame], masks: list[np.ndarray | None]) -> tuple[np.ndarray, float, str]:
+    w2cs = np.stack([f.extra["w2c_input"] for f in frames])
+    R, t = w2cs[:, :3, :3], w2cs[:, :3, 3]
+    centers = -np.einsum("nji,nj->ni", R, t)
+    axes = R[:, 2, :]  # camera +z in world
+    center = closest_point_to_axes(centers, axes) if len(frames) > 1 else centers[0] + axes[0]
+    dists = np.linalg.norm(centers - center, axis=1)
+    if not np.all(np.isfinite(center)) or np.median(dists) <= 1e-12:
+        raise PrivsplatError("cannot place the scene: the cameras coincide; check the camera poses")
+    if masks and all(m is not None for m in masks):
+        radii = [r for f, m in zip(frames, masks) if (r := silhouette_radius(f, m, center)) is not None]
+        if radii and np.median(radii) > 1e-12:
+            return center, float(1.0 / np.median(radii)), "masks"
+    return center, float(CAMERA_RADIUS / np.median(dists)), "cameras"
+
+
+def normalise_w2c(w2c: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
+    """w2c for world_normalised = (world_input - center) * scale (camera units scale too)."""
+    out = np.array(w2c, dtype=np.float64)
+    R = out[:3, :3]
+    out[:3, 3] = scale * (out[:3, 3] + R @ center)
+    return out

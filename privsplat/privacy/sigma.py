@@ -1,0 +1,141 @@
+"""The privacy operator σ: per-pixel gradient magnitude of a colour image (paper eq. 6).
+
+    |g| = || ∂c/∂x ||_2 + || ∂c/∂y ||_2     (2-norm over the colour channels)
+
+One implementation, in torch, serves both callers: `protect` on the user's machine
+(numpy in, numpy out, no gradients) and the stage-2 loss on renders (torch in,
+differentiable). Client and trainer can therefore never disagree about σ.
+
+Order of operations: optional Gaussian pre-blur (sigma in *input* pixels) → area
+downsample so the long side is `resolution` (never upsampled) → derivative kernels
+with replicate padding. Kernels are normalised so a unit ramp c(x) = x has slope 1
+per (output) pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import PrivsplatError
+
+Kernel = Literal["sobel", "scharr", "central"]
+KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
+
+# Derivative [-1, 0, 1]/2 along the axis; smoothing across it, normalised to sum 1.
+_SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "scharr": (3.0, 10.0, 3.0), "central": (0.0, 1.0, 0.0)}
+
+# Inside the sqrt so that d|g|/dc stays finite where the image is flat; subtracted
+# back out so a flat image maps to exactly 0.
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class SigmaParams:
+    kernel: Kernel = "sobel"
+    blur_sigma: float = 0.0   # Gaussian pre-blur, in input pixels; 0 = none
+    resolution: int = 64      # long side after the area downsample; 0 = keep the input size
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise PrivsplatError(f"unknown σ kernel {self.kernel!r}; use one of {', '.join(KERNELS)}")
+        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma)
+                and self.blur_sigma >= 0):
+            raise PrivsplatError(f"σ blur_sigma must be a finite number >= 0, got {self.blur_sigma!r}")
+        if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool)
+                and self.resolution >= 0):
+            raise PrivsplatError(f"σ resolution must be an integer >= 0, got {self.resolution!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"operator": "gradient_magnitude", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SigmaParams":
+        if not isinstance(d, dict):
+            raise PrivsplatError("σ parameters must be a JSON object with kernel, blur_sigma, resolution")
+        d = dict(d)
+        op = d.pop("operator", "gradient_magnitude")
+        if op != "gradient_magnitude":
+            raise PrivsplatError(f"unknown privacy operator {op!r}; this privsplat knows 'gradient_magnitude'")
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise PrivsplatError(f"unknown σ parameter(s) {sorted(unknown)}; expected {sorted(names)}")
+        if "blur_sigma" in d and isinstance(d["blur_sigma"], int) and not isinstance(d["blur_sigma"], bool):
+            d["blur_sigma"] = float(d["blur_sigma"])
+        return cls(**d)
+
+
+def protected_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """(w, h) after the area downsample: long side = resolution, aspect kept, never upsampled."""
+    long_side = max(width, height)
+    if resolution <= 0 or resolution >= long_side:
+        return int(width), int(height)
+    f = resolution / long_side
+    return max(1, round(width * f)), max(1, round(height * f))
+
+
+def gradient_magnitude(image, params: SigmaParams = SigmaParams()):
+    """σ(image). numpy [H,W,3] → numpy float32 [h,w]; torch [...,H,W,3] → torch [...,h,w].
+
+    The image is linear colour in 0..1 (uint8 numpy input is divided by 255). The torch
+    path keeps the autograd graph, dtype and device of its input.
+    """
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        return _gradient_magnitude_torch(image, params)
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    with torch.no_grad():
+        out = _gradient_magnitude_torch(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), params)
+    return out.numpy().astype(np.float32)
+
+
+def _gradient_magnitude_torch(image, params: SigmaParams):
+    import torch
+    import torch.nn.functional as F
+
+    if image.dim() < 3 or image.shape[-1] < 1:
+        raise PrivsplatError(f"σ expects an image [..., H, W, channels], got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        image = image.float()
+    *batch, H, W, C = image.shape
+    x = image.reshape(-1, H, W, C).permute(0, 3, 1, 2)  # [B, C, H, W]
+    if params.blur_sigma > 0:
+        x = _gaussian_blur(x, params.blur_sigma)
+    w, h = protected_size(W, H, params.resolution)
+    if (w, h) != (W, H):
+        x = F.interpolate(x, size=(h, w), mode="area")
+    smooth = torch.tensor(_SMOOTHING[params.kernel], dtype=x.dtype, device=x.device)
+    smooth = smooth / smooth.sum()
+    deriv = torch.tensor((-0.5, 0.0, 0.5), dtype=x.dtype, device=x.device)
+    kx = (smooth[:, None] * deriv[None, :])  # rows smooth along y, columns differentiate along x
+    ky = kx.T.contiguous()
+    weight = torch.stack([kx, ky])[:, None]  # [2, 1, 3, 3]
+    B = x.shape[0]
+    xp = F.pad(x.reshape(B * C, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    g = F.conv2d(xp, weight).reshape(B, C, 2, h, w)
+    sq = (g * g).sum(dim=1)  # [B, 2, h, w]: squared 2-norm over colour, per direction
+    eps = torch.tensor(_EPS, dtype=sq.dtype, device=sq.device)
+    mag = (torch.sqrt(sq + eps) - torch.sqrt(eps)).sum(dim=1)
+    return mag.reshape(*batch, h, w)
+
+
+def _gaussian_blur(x, sigma: float):
+    import torch
+    import torch.nn.functional as F
+
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    B, C, H, W = x.shape
+    y = x.reshape(B * C, 1, H, W)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return y.reshape(B, C, H, W)
