@@ -115,9 +115,14 @@ def _load_region(region_dir: Path | None, frame) -> np.ndarray | None:
 
 
 def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_masks: str | Path | None = None,
-            params: SigmaParams = SigmaParams(), neutral_angle_deg: float = 120.0, overwrite: bool = False,
-            dilate_px: int = REGION_DILATE_PX, verbose: bool = True) -> dict[str, tuple[bool, str]]:
-    """Protect `data` into `out` (see the module docstring); return name -> (sensitive, reason)."""
+            *, kernel: str = "sobel", blur_sigma: float = 0.0, resolution: int = 64,
+            neutral_angle_deg: float = 120.0, overwrite: bool = False, dilate_px: int = REGION_DILATE_PX,
+            verbose: bool = True) -> dict[str, tuple[bool, str]]:
+    """Protect `data` into `out` (see the module docstring); return name -> (sensitive, reason).
+
+    kernel, blur_sigma, resolution: σ's parameters (SigmaParams). dilate_px: how far the
+    region of a region-protected view is grown (input pixels) before its RGB is removed.
+    """
     from .. import io as pio
     from ..data import load_dataset, load_mask, load_rgb
     from ..data.dataset import Frame
@@ -126,6 +131,9 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
     from .manifest import write_manifest
     from .sigma import gradient_magnitude, protected_size
 
+    params = SigmaParams(kernel, float(blur_sigma), resolution)
+    if not (math.isfinite(neutral_angle_deg) and 90.0 <= neutral_angle_deg <= 180.0):
+        raise PrivsplatError("--neutral-angle-deg must be between 90 and 180")
     data, out = Path(data), Path(out)
     _check_paths(data, out)
     region_dir = Path(region_masks) if region_masks is not None else None
@@ -215,10 +223,8 @@ class Protect:
         import time
 
         t0 = time.perf_counter()
-        params = SigmaParams(self.kernel, float(self.blur_sigma), self.resolution)
-        if not (math.isfinite(self.neutral_angle_deg) and 90.0 <= self.neutral_angle_deg <= 180.0):
-            raise PrivsplatError("--neutral-angle-deg must be between 90 and 180")
-        decisions = protect(self.data, self.out, self.sensitive, self.region_masks, params,
-                            self.neutral_angle_deg, self.overwrite)
+        decisions = protect(self.data, self.out, self.sensitive, self.region_masks, kernel=self.kernel,
+                            blur_sigma=self.blur_sigma, resolution=self.resolution,
+                            neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite)
         n = sum(s for s, _ in decisions.values())
         print(f"protected {n} of {len(decisions)} views into {self.out} in {time.perf_counter() - t0:.1f} s")

@@ -28,9 +28,10 @@ KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
 # Derivative [-1, 0, 1]/2 along the axis; smoothing across it, normalised to sum 1.
 _SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "scharr": (3.0, 10.0, 3.0), "central": (0.0, 1.0, 0.0)}
 
-# Inside the sqrt so that d|g|/dc stays finite where the image is flat; subtracted
-# back out so a flat image maps to exactly 0.
-_EPS = 1e-12
+# Inside the sqrt so that d|g|/dc stays finite where the image is flat (0 · finite, not
+# 0 · inf); subtracted back out so a flat image maps to exactly 0. Small enough that the
+# bias elsewhere (~sqrt(eps) = 1e-10) is far below float32 resolution of typical slopes.
+_EPS = 1e-20
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _gradient_magnitude_torch(image, params: SigmaParams):
     xp = F.pad(x.reshape(B * C, 1, h, w), (1, 1, 1, 1), mode="replicate")
     g = F.conv2d(xp, weight).reshape(B, C, 2, h, w)
     sq = (g * g).sum(dim=1)  # [B, 2, h, w]: squared 2-norm over colour, per direction
-    eps = torch.tensor(_EPS, dtype=sq.dtype, device=sq.device)
+    eps = torch.tensor(max(_EPS, torch.finfo(sq.dtype).tiny), dtype=sq.dtype, device=sq.device)
     mag = (torch.sqrt(sq + eps) - torch.sqrt(eps)).sum(dim=1)
     return mag.reshape(*batch, h, w)
 
