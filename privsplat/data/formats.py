@@ -300,7 +300,13 @@ def decompose_projection(P: np.ndarray, where: str) -> tuple[np.ndarray, np.ndar
     P = np.asarray(P, dtype=np.float64)
     if not np.all(np.isfinite(P)) or np.linalg.matrix_rank(P[:3, :3], tol=1e-9 * max(1.0, np.abs(P).max())) < 3:
         raise PrivsplatError(f"{where}: projection matrix is singular or not finite")
-    K, R, c = cv2.decomposeProjectionMatrix(P[:3, :4])[:3]
+    P = P / np.abs(P).max()  # a projection matrix is defined up to scale; keeps RQ well scaled
+    if np.linalg.cond(P[:3, :3]) > 1e12:
+        raise PrivsplatError(f"{where}: projection matrix is singular (ill-conditioned)")
+    try:
+        K, R, c = cv2.decomposeProjectionMatrix(P[:3, :4])[:3]
+    except cv2.error:
+        raise PrivsplatError(f"{where}: projection matrix cannot be decomposed into K [R | t]") from None
     if abs(c[3, 0]) < 1e-12:
         raise PrivsplatError(f"{where}: projection matrix puts the camera at infinity")
     center = c[:3, 0] / c[3, 0]
@@ -339,7 +345,10 @@ def parse_idr(root: Path) -> Parsed:
         if f"world_mat_{i}" not in cams:
             raise PrivsplatError(f"{where}: world_mat_{i} is missing ({len(images)} images need "
                                  f"world_mat_0..{len(images) - 1})")
-        P = np.asarray(cams[f"world_mat_{i}"], dtype=np.float64)
+        try:
+            P = np.asarray(cams[f"world_mat_{i}"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PrivsplatError(f"{where}: world_mat_{i} is not a numeric matrix") from None
         if P.shape not in ((4, 4), (3, 4)):
             raise PrivsplatError(f"{where}: world_mat_{i} must be 4x4 or 3x4, got {P.shape}")
         K, w2c = decompose_projection(P[:3], where)
