@@ -42,7 +42,7 @@ def test_augmented_copy_is_verified_and_protected_version_is_not(astronaut):
 
 
 def test_no_face_in_a_flat_image():
-    assert privacy.find_face(np.full((64, 64, 3), 0.5, np.float32), max_upsample=1) is None
+    assert privacy.find_face(np.full((64, 64, 3), 0.5, np.float32), max_side=128) is None
 
 
 def test_cli_writes_a_table_for_a_tiny_set(tmp_path, astronaut, capsys):

@@ -83,14 +83,16 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((np.clip(a.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def find_face(image: np.ndarray, max_upsample: int = 3) -> FaceLandmarks | None:
+def find_face(image: np.ndarray, max_side: int = 1024) -> FaceLandmarks | None:
     """Largest frontal face in an original view and its 5 landmarks, or None.
 
-    Small views are searched on dlib's upsampled pyramid (x2 per step) until a face appears.
+    dlib's HOG detector needs faces of ~80 px, so small views are searched on its upsampled
+    pyramid (x2 per step) until a face appears, up to `max_side` pixels (cost grows 4x a step).
     """
     m = load_face_models()
     img = to_rgb_uint8(image)
-    for upsample in range(max_upsample + 1):
+    steps = max(0, int(np.floor(np.log2(max_side / max(img.shape[:2])))))
+    for upsample in range(steps + 1):
         rects = m.detector(img, upsample)
         if len(rects):
             break
@@ -136,14 +138,17 @@ def _share(distances: list[float], threshold: float) -> dict:
 
 
 def verification_report(originals: dict[str, np.ndarray], candidate_sets: dict[str, dict[str, object]],
-                        threshold: float = VERIFY_THRESHOLD) -> dict:
+                        threshold: float = VERIFY_THRESHOLD,
+                        faces: dict[str, FaceLandmarks | None] | None = None) -> dict:
     """Verification shares for each candidate set against the originals.
 
     originals: key -> original view. candidate_sets: set name -> key -> candidate image, or a
     list of images (several guesses of one attacker, e.g. both polarities of an inversion):
     a pair then counts as verified when any guess is, i.e. its distance is the smallest.
+    faces: find_face of each original, if already known.
     """
-    faces = {k: find_face(img) for k, img in originals.items()}
+    if faces is None:
+        faces = {k: find_face(img) for k, img in originals.items()}
     found = {k: f for k, f in faces.items() if f is not None}
     desc = {k: face_descriptor(originals[k], f) for k, f in found.items()}
     keys = sorted(found)
@@ -204,6 +209,12 @@ def format_markdown(report: dict) -> str:
     for name, keys in missing.items():
         lines.append(f"\n{name}: no candidate for {len(keys)} view(s) with a face: {', '.join(keys[:5])}"
                      + (" …" if len(keys) > 5 else ""))
+    fa = report["sets"]["original"]["false_accept"]
+    if fa and fa["verified"] is not None and fa["verified"] >= 0.2:
+        lines.append(f"\nWARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
+                     "verified: the recogniser cannot tell these identities apart, so a verified share above "
+                     "measures face-likeness, not identity leakage; compare each share with its false-accept "
+                     "column.")
     if report["no_face_found"]:
         lines.append(f"\nno face found (not scored) in {len(report['no_face_found'])} original(s)")
     return "\n".join(lines) + "\n"
@@ -265,9 +276,14 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
     mesh + cameras: also render the mesh (in the dataset's input units, as `privsplat fit`
     writes it) shaded from every camera of the dataset folder `cameras`, keyed by frame name.
     """
+    if (mesh is None) != (cameras is None):
+        raise PrivsplatError("--mesh and --cameras go together: the mesh is rendered from the dataset's cameras")
     load_face_models()  # fail early with the install hint
     orig_files = list_views(originals, what="--originals")
     orig = {k: read_image(p) for k, p in orig_files.items()}
+    if progress:
+        progress(f"finding faces in {len(orig)} original(s)")
+    faces = {k: find_face(img) for k, img in orig.items()}
     sets: dict[str, dict] = {}
     if protected is not None:
         prot_files = list_views(protected, IMAGE_SUFFIXES + (".npy",), what="--protected")
@@ -278,9 +294,11 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
             from .inversion import invert_gradient_magnitude
 
             inverted = {}
-            for i, (k, mag) in enumerate(sorted(mags.items())):
+            with_face = sorted(k for k in mags if faces[k] is not None)  # the others are not scored
+            for i, k in enumerate(with_face):
+                mag = mags[k]
                 if progress:
-                    progress(f"inverting |g| ({attack}) {i + 1}/{len(mags)}: {k}")
+                    progress(f"inverting |g| ({attack}) {i + 1}/{len(with_face)}: {k}")
                 x = invert_gradient_magnitude(mag, orig[k].shape[:2], attack, kernel=kernel)
                 inverted[k] = [x, 1.0 - x]  # |g| has no polarity: the attacker tries both
             sets[f"inverted ({attack}, 2 guesses)"] = inverted
@@ -291,8 +309,6 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
             imgs = {k: read_image(p) for k, p in files.items() if k in orig}
             _check_overlap(imgs, flag, orig_files)
             sets[name] = imgs
-    if (mesh is None) != (cameras is None):
-        raise PrivsplatError("--mesh and --cameras go together: the mesh is rendered from the dataset's cameras")
     if mesh is not None:
         if progress:
             progress(f"rendering {mesh} from the cameras of {cameras}")
@@ -301,7 +317,7 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
         sets["mesh renders (shaded)"] = {k: v for k, v in shaded.items() if k in orig}
     if progress:
         progress("running face recognition")
-    report = verification_report(orig, sets, threshold)
+    report = verification_report(orig, sets, threshold, faces)
     report["inputs"] = {"originals": str(originals), "protected": _str(protected), "renders": _str(renders),
                         "mesh_renders": _str(mesh_renders), "mesh": _str(mesh), "cameras": _str(cameras),
                         "attack": attack, "kernel": kernel}
