@@ -1,0 +1,514 @@
+"""Pure-PyTorch 2D Gaussian surfel rasterizer: CPU or CUDA, differentiable by autograd.
+
+The math is gsplat 1.5.3's 2DGS (fully_fused_projection_2dgs + rasterize_to_pixels_2dgs):
+per (camera, surfel) a ray transform T = K [s_u t_u, s_v t_v, mu_c] (rows M0, M1, M2);
+per pixel h_u = x M2 - M0, h_v = y M2 - M1 and (u, v) from h_u x h_v; the kernel is
+exp(-min(u^2+v^2, 2|mean2d - pixel|^2) / 2) (the second term is gsplat's screen-space
+low-pass); alpha = min(0.999, o * kernel), pairs with alpha < 1/255 are skipped, and a
+pixel stops (exclusively) once its transmittance would drop to 1e-4. Pixel centres are at
+integer + 0.5. Surfels are blended front to back by the camera depth of their centres.
+
+How the work is organised (cost follows the number of (pixel, surfel) pairs, and on a CPU
+gathers/scatters cost several times an elementwise op):
+1. project_surfels: T, projected centres, gsplat's radii, facing normals, for all (c, n).
+2. candidate pairs: each visible surfel gets a pixel box; boxes of similar size are
+   evaluated densely ([surfels, ky, kx], no gathers, no grad) and pairs with
+   alpha >= 1/255 are kept, encoded in one integer key (camera, pixel, depth rank).
+3. one radix sort of the keys gives per-pixel lists in depth order.
+4. a no-grad transmittance pass (float64 segmented cumulative sum of log(1 - alpha))
+   drops every pair at or behind its pixel's termination point; this is exact.
+5. the differentiable pass recomputes alpha for the kept pairs only (structure-of-arrays
+   layout, one column gather and one column scatter) and composites colour, normals,
+   depth, median depth and the distortion loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..cameras import Cameras
+from ..errors import PrivsplatError
+from . import RenderOutput
+from .sh import MAX_SH_DEGREE, eval_sh
+
+ALPHA_MIN = 1.0 / 255.0      # gsplat ALPHA_THRESHOLD
+ALPHA_MAX = 0.999            # gsplat clamps alpha here
+T_MIN = 1e-4                 # a pixel is done once T would drop to this (exclusive)
+LOWPASS = 2.0                # gsplat FILTER_INV_SQUARE_2DGS: 2D kernel exp(-|d|^2)
+RADIUS_SIGMAS = 3.33         # gsplat: radius = ceil(3.33 * extent)
+EXPECTED_DEPTH_EPS = 1e-10   # gsplat clamps alpha before dividing accumulated depth
+DENSE_CHUNK = 1 << 22        # elements per dense pre-pass block (bounds peak memory)
+
+
+# ---------------------------------------------------------------------------------------
+# Projection
+# ---------------------------------------------------------------------------------------
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N,4] wxyz (any norm) -> [N,3,3] rotation matrices."""
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], dim=-1).reshape(-1, 3, 3)
+
+
+@dataclass
+class Projection:
+    """Per (camera, surfel) quantities, [C, N, ...]."""
+
+    ray_transforms: torch.Tensor  # [C,N,3,3] T = K [s_u t_u, s_v t_v, mu_c] (row-major, as gsplat)
+    means2d: torch.Tensor         # [C,N,2] gsplat's projected centre (0 where culled)
+    depths: torch.Tensor          # [C,N] camera z of the centre
+    radii: torch.Tensor           # [C,N,2] int32, 0 = culled
+    normals: torch.Tensor         # [C,N,3] world-space surfel normal, flipped toward the camera
+
+
+def project_surfels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                    viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                    near_plane: float = 0.01, far_plane: float = 1e10) -> Projection:
+    """gsplat's fully_fused_projection_2dgs (non-packed), written with autograd-safe ops."""
+    R_cw, t_cw = viewmats[:, :3, :3], viewmats[:, :3, 3]
+    rot = quat_to_rotmat(quats)                                             # [N,3,3]
+    means_c = torch.einsum("cij,nj->cni", R_cw, means) + t_cw[:, None]       # [C,N,3]
+    tu_c = torch.einsum("cij,nj->cni", R_cw, rot[:, :, 0] * scales[:, :1])
+    tv_c = torch.einsum("cij,nj->cni", R_cw, rot[:, :, 1] * scales[:, 1:2])
+    WH = torch.stack([tu_c, tv_c, means_c], dim=-1)                          # columns
+    T = Ks[:, None] @ WH                                                     # [C,N,3,3]
+
+    # Bounding box of the projected unit circle, from its dual conic (gsplat's "pro" AABB).
+    M0, M1, M2 = T[..., 0, :], T[..., 1, :], T[..., 2, :]
+    sgn = T.new_tensor([1.0, 1.0, -1.0])
+    distance = (M2 * M2 * sgn).sum(-1)
+    ok_distance = distance != 0
+    inv_d = 1.0 / torch.where(ok_distance, distance, torch.ones_like(distance))
+    means2d = torch.stack([(M0 * M2 * sgn).sum(-1), (M1 * M2 * sgn).sum(-1)], -1) * inv_d[..., None]
+    second = torch.stack([(M0 * M0 * sgn).sum(-1), (M1 * M1 * sgn).sum(-1)], -1) * inv_d[..., None]
+    with torch.no_grad():
+        extent = (means2d * means2d - second).clamp_min(1e-4).sqrt()
+        radius = torch.ceil(RADIUS_SIGMAS * extent)
+        depth = means_c[..., 2]
+        valid = ok_distance & (depth > near_plane) & (depth < far_plane)
+        valid &= ((means2d[..., 0] + radius[..., 0] > 0) & (means2d[..., 0] - radius[..., 0] < width)
+                  & (means2d[..., 1] + radius[..., 1] > 0) & (means2d[..., 1] - radius[..., 1] < height))
+        radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
+    means2d = torch.where(valid[..., None], means2d, torch.zeros_like(means2d))
+
+    # Normal: the surfel's z axis, flipped so that it faces the camera (gsplat: dot(-n_c, mu_c) > 0).
+    n_world = rot[:, :, 2]                                                   # [N,3]
+    n_cam = torch.einsum("cij,nj->cni", R_cw, n_world)
+    facing = torch.where((-(n_cam * means_c).sum(-1, keepdim=True)) > 0, 1.0, -1.0).to(means.dtype)
+    normals = n_world[None] * facing                                         # [C,N,3]
+    return Projection(T, means2d, means_c[..., 2], radii, normals)
+
+
+# ---------------------------------------------------------------------------------------
+# Column gather / scatter with cheap backward passes (index_select per row, index_add on dim 1)
+# ---------------------------------------------------------------------------------------
+
+def _take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    out = table.new_empty((table.shape[0], idx.numel()))
+    for f in range(table.shape[0]):  # 1-D index_select per row is ~2x faster than a 2-D one
+        torch.index_select(table[f], 0, idx, out=out[f])
+    return out
+
+
+class _GatherColumns(torch.autograd.Function):
+    """out[:, k] = table[:, idx[k]] for table [F, V]."""
+
+    @staticmethod
+    def forward(ctx, table, idx):
+        ctx.save_for_backward(idx)
+        ctx.n = table.shape[1]
+        return _take_columns(table, idx)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        return grad.new_zeros((grad.shape[0], ctx.n)).index_add_(1, idx, grad), None
+
+
+class _ScatterColumns(torch.autograd.Function):
+    """out[:, j] = sum of src[:, k] over idx[k] == j, out [F, n]."""
+
+    @staticmethod
+    def forward(ctx, src, idx, n):
+        ctx.save_for_backward(idx)
+        return src.new_zeros((src.shape[0], n)).index_add_(1, idx, src)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        return _take_columns(grad.contiguous(), idx), None, None
+
+
+def _segment_first(seg: torch.Tensor) -> torch.Tensor:
+    """For a sorted segment-id vector, the index of each element's segment start."""
+    n = seg.numel()
+    pos = torch.arange(n, device=seg.device)
+    new = torch.ones(n, dtype=torch.bool, device=seg.device)
+    new[1:] = seg[1:] != seg[:-1]
+    return torch.where(new, pos, torch.zeros_like(pos)).cummax(0).values
+
+
+def _segment_exclusive_cumsum(x64: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """Exclusive cumulative sum within segments, float64 (millions of terms)."""
+    excl = torch.cumsum(x64, 0) - x64
+    return excl - excl[first]
+
+
+# ---------------------------------------------------------------------------------------
+# Candidate pairs (no grad)
+# ---------------------------------------------------------------------------------------
+
+def _size_ladder(limit: int) -> torch.Tensor:
+    sizes, s = [1, 2, 3, 4, 5, 6, 7, 8], 8
+    while s < limit:
+        s = int(math.ceil(s * 1.25))
+        sizes.append(s)
+    return torch.tensor(sizes)
+
+
+def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
+                   width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-coordinate boxes [V,2] (lo, hi) that hold every pixel where alpha >= 1/255.
+
+    The ray-transform kernel reaches u^2+v^2 = rho^2 = 2 ln(255 o): the exact bounding box
+    of that circle's image comes from the dual conic of T diag(rho, rho, 1) (gsplat uses
+    the unit circle's box times 3.33, which can miss a pixel under perspective). The
+    low-pass kernel exp(-|d|^2) reaches |d| = sqrt(ln(255 o)) around means2d. A circle
+    that crosses the camera plane has an unbounded image: its box is the whole image.
+    """
+    rho = torch.sqrt(2.0 * torch.log(255.0 * opac).clamp_min(0.0))
+    Ts = torch.cat([T[:, :, :2] * rho[:, None, None], T[:, :, 2:]], 2)
+    sgn = T.new_tensor([1.0, 1.0, -1.0])
+    d = (Ts[:, 2] * Ts[:, 2] * sgn).sum(-1)
+    bounded = d < 0
+    inv_d = 1.0 / torch.where(bounded, d, -torch.ones_like(d))
+    centre = torch.stack([(Ts[:, 0] * Ts[:, 2] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 2] * sgn).sum(-1)], -1) * inv_d[:, None]
+    second = torch.stack([(Ts[:, 0] * Ts[:, 0] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 1] * sgn).sum(-1)], -1) * inv_d[:, None]
+    half = (centre * centre - second).clamp_min(0.0).sqrt()
+    r2d = torch.sqrt(torch.log(255.0 * opac).clamp_min(0.0))[:, None]
+    lo = torch.minimum(centre - half, means2d - r2d)
+    hi = torch.maximum(centre + half, means2d + r2d)
+    lo = torch.where(bounded[:, None], lo, torch.zeros_like(lo))
+    hi = torch.where(bounded[:, None], hi, hi.new_tensor([float(width), float(height)]).expand_as(hi))
+    return lo, hi
+
+
+@torch.no_grad()
+def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
+                     lo: torch.Tensor, hi: torch.Tensor, keybase: torch.Tensor, vbits: int,
+                     width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs (key, alpha) with alpha >= 1/255 for the visible surfels.
+
+    abc [V,9]: the rows a, b, c of the per-pixel linear map (u, v, 1) ~ a x + b y + c;
+    lo, hi [V,2]: support boxes in pixel coordinates; keybase [V]: key of pixel (0, 0).
+    """
+    device = abc.device
+    big = float(max(width, height) + 2)  # keeps float->int conversion in range for huge boxes
+    x_lo = torch.ceil(lo[:, 0].clamp(-big, big) - 0.5).clamp_min(0)
+    x_hi = torch.floor(hi[:, 0].clamp(-big, big) - 0.5).clamp_max(width - 1)
+    y_lo = torch.ceil(lo[:, 1].clamp(-big, big) - 0.5).clamp_min(0)
+    y_hi = torch.floor(hi[:, 1].clamp(-big, big) - 0.5).clamp_max(height - 1)
+    nx = (x_hi - x_lo + 1).long()
+    ny = (y_hi - y_lo + 1).long()
+    has = (nx > 0) & (ny > 0)
+    x_lo, y_lo = x_lo.long(), y_lo.long()
+    keybase = keybase + ((y_lo * width + x_lo) << vbits)
+
+    # Group boxes by (ladder(nx), ladder(ny)) so each group is one dense block.
+    ladder = _size_ladder(max(width, height)).to(device)
+    bx = torch.searchsorted(ladder, nx.clamp_min(1))
+    by = torch.searchsorted(ladder, ny.clamp_min(1))
+    group = torch.where(has, bx * len(ladder) + by, torch.full_like(bx, -1))
+    order = torch.argsort(group, stable=True)
+    group_sorted = group[order]
+    ids, counts = torch.unique_consecutive(group_sorted, return_counts=True)
+    keys, alphas = [], []
+    start = 0
+    ladder_list = ladder.tolist()
+    for gid, cnt in zip(ids.tolist(), counts.tolist()):
+        members = order[start:start + cnt]
+        start += cnt
+        if gid < 0:
+            continue
+        kx, ky = ladder_list[gid // len(ladder_list)], ladder_list[gid % len(ladder_list)]
+        step = max(1, DENSE_CHUNK // (kx * ky))
+        for s in range(0, cnt, step):
+            v = members[s:s + step]
+            k, a = _dense_block(abc[v], means2d[v], opac[v], x_lo[v], y_lo[v], nx[v], ny[v],
+                                keybase[v], kx, ky, vbits, width)
+            keys.append(k)
+            alphas.append(a)
+    if not keys:
+        return (torch.zeros(0, dtype=torch.long, device=device), abc.new_zeros(0))
+    return torch.cat(keys), torch.cat(alphas)
+
+
+def _dense_block(abc, m2d, opac, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, vbits: int,
+                 width: int):
+    dev, dt = abc.device, abc.dtype
+    ox = torch.arange(kx, device=dev)
+    oy = torch.arange(ky, device=dev)
+    px = (x_lo[:, None] + ox).to(dt) + 0.5                                   # [Vb,kx]
+    py = (y_lo[:, None] + oy).to(dt) + 0.5                                   # [Vb,ky]
+    cross = [abc[:, j, None, None] * px[:, None, :] + (abc[:, 3 + j, None] * py + abc[:, 6 + j, None])[:, :, None]
+             for j in range(3)]
+    cx, cy, cz = cross
+    dx = m2d[:, 0, None] - px
+    dy = m2d[:, 1, None] - py
+    s2 = LOWPASS * ((dx * dx)[:, None, :] + (dy * dy)[:, :, None])
+    s3 = (cx * cx + cy * cy) / (cz * cz)          # inf/nan where the ray misses: min() then drops it
+    sigma = 0.5 * torch.minimum(s3, s2)
+    alpha = (opac[:, None, None] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
+    inside = (ox < nx[:, None])[:, None, :] & (oy < ny[:, None])[:, :, None]
+    ok = (alpha >= ALPHA_MIN) & inside
+    flat = ok.view(-1).nonzero().squeeze(1)
+    per = kx * ky
+    lv = flat // per
+    rem = flat - lv * per
+    iy = rem // kx
+    ix = rem - iy * kx
+    key = keybase[lv] + ((iy * width + ix) << vbits)
+    return key, alpha.view(-1)[flat]
+
+
+@torch.no_grad()
+def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> torch.Tensor:
+    """Sort pairs by key and keep those before each pixel's termination point."""
+    if keys.numel() == 0 or int(keys.max().item()).bit_length() <= 31:
+        keys = keys.to(torch.int32)  # radix sort on 32-bit keys is ~2x faster
+    keys, perm = torch.sort(keys, stable=True)  # stable => radix sort on CPU
+    keys = keys.long()
+    log_t = torch.log1p(-alphas[perm]).double()
+    first = _segment_first(keys >> vbits)
+    incl = torch.cumsum(log_t, 0)
+    log_T_after = incl - (incl - log_t)[first]
+    keep = log_T_after > math.log(T_MIN)
+    if bool(keep.all()):
+        return keys
+    return keys[keep]
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------
+
+def _check_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds):
+    def fail(msg):
+        raise PrivsplatError(msg)
+
+    if means.dim() != 2 or means.shape[1] != 3:
+        fail(f"means must be [N,3], got {list(means.shape)}")
+    N = means.shape[0]
+    if quats.shape != (N, 4):
+        fail(f"quats must be [N,4] (wxyz) with N={N}, got {list(quats.shape)}")
+    if scales.dim() != 2 or scales.shape[0] != N or scales.shape[1] not in (2, 3):
+        fail(f"scales must be [N,2] or [N,3] with N={N}, got {list(scales.shape)}")
+    if opacities.shape != (N,):
+        fail(f"opacities must be [N] with N={N}, got {list(opacities.shape)}")
+    if not means.is_floating_point():
+        fail("means must be a floating-point tensor")
+    C = len(cameras)
+    if sh_degree is not None:
+        if not 0 <= sh_degree <= MAX_SH_DEGREE:
+            fail(f"sh_degree must be between 0 and {MAX_SH_DEGREE}, got {sh_degree}")
+        ok = (colors.dim() == 3 and colors.shape[0] == N) or (colors.dim() == 4 and colors.shape[:2] == (C, N))
+        if not ok or colors.shape[-1] != 3:
+            fail(f"with sh_degree, colors must be SH coefficients [N,K,3] or [C,N,K,3] (N={N}, C={C}), "
+                 f"got {list(colors.shape)}")
+        if colors.shape[-2] < (sh_degree + 1) ** 2:
+            fail(f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} coefficients, got {colors.shape[-2]}")
+    else:
+        ok = (colors.dim() == 2 and colors.shape[0] == N) or (colors.dim() == 3 and colors.shape[:2] == (C, N))
+        if not ok:
+            fail(f"colors must be [N,D] or [C,N,D] (N={N}, C={C}), got {list(colors.shape)}; "
+                 "pass sh_degree for SH coefficients")
+    D = 3 if sh_degree is not None else colors.shape[-1]
+    if backgrounds is not None and backgrounds.shape != (C, D):
+        fail(f"backgrounds must be [C,D] = [{C},{D}], got {list(backgrounds.shape)}")
+    if cameras.width <= 0 or cameras.height <= 0:
+        fail(f"image size must be positive, got {cameras.width}x{cameras.height}")
+
+
+def _visible_colors(colors, sh_degree, means, centers, vc, vn):
+    if sh_degree is None:
+        return colors[vn] if colors.dim() == 2 else colors[vc, vn]
+    coeffs = colors[vn] if colors.dim() == 3 else colors[vc, vn]
+    rgb = eval_sh(sh_degree, coeffs, means[vn] - centers[vc])
+    return torch.clamp_min(rgb + 0.5, 0.0)  # as gsplat (and the Inria code) does
+
+
+def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *,
+                    sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
+                    depth_convention="intersection", absgrad=False) -> RenderOutput:
+    """Render surfels into every camera; see privsplat.render.rasterize for the arguments.
+
+    meta: means2d [C,N,2] (its .grad is gsplat's means2d gradient: the screen-space
+    low-pass branch only; with absgrad=True also .absgrad, summed |per-pixel grad| as
+    gsplat), gradient_2dgs [C,N,2] (a zero leaf whose .grad is the loss gradient w.r.t.
+    translating each surfel in the image, through the ray-transform branch, as gsplat's),
+    radii [C,N,2] int32, depths [C,N], width, height, n_cameras, gaussian_ids=None,
+    n_pairs (pairs composited), n_candidates (pairs with alpha >= 1/255), depth_convention.
+    """
+    if depth_convention not in ("intersection", "center"):
+        raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
+    _check_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
+    dev, dt = means.device, means.dtype
+    cams = cameras.to(dev, dt)
+    C, W, H, N = len(cams), cams.width, cams.height, means.shape[0]
+
+    proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, W, H, near_plane, far_plane)
+    tracks_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (means, quats, scales, opacities, colors))
+    shift = torch.zeros((C, N, 2), dtype=dt, device=dev, requires_grad=tracks_grad)
+
+    # Visible (camera, surfel) list, ordered by camera then centre depth (gsplat's sort key).
+    with torch.no_grad():
+        visible = (proj.radii > 0).all(-1) & (opacities >= ALPHA_MIN)[None]
+        vc, vn = visible.nonzero(as_tuple=True)
+        order = torch.argsort(proj.depths[vc, vn], stable=True)
+        order = order[torch.argsort(vc[order], stable=True)]
+        vc, vn = vc[order], vn[order]
+    V = vc.numel()
+    vbits = max(1, int(V).bit_length())
+
+    # Per visible surfel: rows of T (with the densification shift folded into M0, M1).
+    Tv = proj.ray_transforms[vc, vn]                                          # [V,3,3]
+    z = Tv[:, 2, 2]
+    sv = shift[vc, vn]
+    zd = z.detach()
+    M0 = torch.cat([Tv[:, 0, :2], (Tv[:, 0, 2] + sv[:, 0] * zd)[:, None]], 1)
+    M1 = torch.cat([Tv[:, 1, :2], (Tv[:, 1, 2] + sv[:, 1] * zd)[:, None]], 1)
+    M2 = Tv[:, 2]
+    # h_u x h_v = x (M1 x M2) + y (M2 x M0) + (M0 x M1): linear in the pixel coordinates.
+    a, b, c = torch.linalg.cross(M1, M2), torch.linalg.cross(M2, M0), torch.linalg.cross(M0, M1)
+    m2d = proj.means2d[vc, vn]
+    opac = opacities[vn]
+    col = _visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
+    D = col.shape[1]
+    nrm = proj.normals[vc, vn]
+
+    with torch.no_grad():
+        lo, hi = _support_boxes(Tv.detach(), m2d.detach(), opac.detach(), W, H)
+        keybase = ((vc * H) * W << vbits) + torch.arange(V, device=dev)
+        abc = torch.cat([a, b, c], 1).detach()
+        keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lo, hi, keybase, vbits, W, H)
+        n_candidates = keys.numel()
+        keys = _drop_terminated(keys, alphas, vbits)
+        vid = keys & ((1 << vbits) - 1)
+        pix = keys >> vbits
+        first = _segment_first(pix)
+
+    # Differentiable pass over the kept pairs, structure-of-arrays.
+    table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2[:, :2].T, z[None], col.T, nrm.T], 0)
+    g = _GatherColumns.apply(table.contiguous(), vid)
+    ga, gb, gc = g[0:3], g[3:6], g[6:9]
+    gmx, gmy, go, t20, t21, gz = g[9], g[10], g[11], g[12], g[13], g[14]
+    gcol, gnrm = g[15:15 + D], g[15 + D:18 + D]
+    if absgrad and gmx.requires_grad:
+        _attach_absgrad(proj.means2d, gmx, gmy, vc, vn, vid)
+
+    with torch.no_grad():
+        pw = pix % (W * H)
+        px = (pw % W).to(dt) + 0.5
+        py = (pw // W).to(dt) + 0.5
+    cx = ga[0] * px + (gb[0] * py + gc[0])
+    cy = ga[1] * px + (gb[1] * py + gc[1])
+    cz = ga[2] * px + (gb[2] * py + gc[2])
+    dx, dy = gmx - px, gmy - py
+    s2 = LOWPASS * (dx * dx + dy * dy)
+    with torch.no_grad():  # which kernel gsplat uses; the other branch gets no gradient
+        use3 = ((cx * cx + cy * cy) <= s2 * (cz * cz)) & (cz != 0)
+    den = torch.where(use3, cz, torch.ones_like(cz))  # safe denominator: no 0*inf in backward
+    u, v = cx / den, cy / den
+    sigma = 0.5 * torch.where(use3, u * u + v * v, s2)
+    alpha = (go * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
+    if depth_convention == "center":
+        depth = gz
+    else:  # camera z of the ray-plane intersection mu + u s_u t_u + v s_v t_v
+        depth = torch.where(use3, t20 * u + t21 * v + gz, gz)
+
+    log_t = torch.log1p(-alpha).double()
+    T = torch.exp(_segment_exclusive_cumsum(log_t, first)).to(dt)             # before this pair
+    w = alpha * T
+    wd = w * depth
+    d_excl = _segment_exclusive_cumsum(wd.double(), first).to(dt)
+    distortion = 2.0 * (wd * (1.0 - T) - w * d_excl)                          # gsplat's L1 form
+    with torch.no_grad():  # median: the last pair entered with T > 0.5
+        half_T = T > 0.5
+        nxt = torch.zeros_like(half_T)
+        nxt[:-1] = half_T[1:] & (pix[1:] == pix[:-1])
+        median_sel = (half_T & ~nxt).to(dt)
+    rows = torch.cat([w[None] * gcol, w[None] * gnrm, wd[None], w[None], distortion[None],
+                      (depth * median_sel)[None]], 0)
+    img = _ScatterColumns.apply(rows, pix, C * H * W).view(-1, C, H, W).permute(1, 2, 3, 0)
+
+    rgb, nrm_img = img[..., :D], img[..., D:D + 3]
+    acc = img[..., D + 4:D + 5]
+    if backgrounds is not None:
+        rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
+    depth_exp = img[..., D + 3:D + 4] / acc.clamp_min(EXPECTED_DEPTH_EPS)
+    meta = {
+        "means2d": proj.means2d, "gradient_2dgs": shift, "radii": proj.radii, "depths": proj.depths,
+        "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
+        "n_pairs": int(pix.numel()), "n_candidates": int(n_candidates),
+        "depth_convention": depth_convention, "backend": "torch",
+    }
+    if proj.means2d.requires_grad:
+        proj.means2d.retain_grad()
+    return RenderOutput(
+        rgb=rgb, alpha=acc, normals=nrm_img,
+        depth_normals=depth_to_normals(depth_exp, acc, cams),
+        depth_expected=depth_exp, depth_median=img[..., D + 6:D + 7],
+        distortion=img[..., D + 5:D + 6], meta=meta)
+
+
+def _attach_absgrad(means2d, gmx, gmy, vc, vn, vid):
+    """Give means2d an .absgrad after backward: sum over pixels of |d loss / d means2d| (gsplat)."""
+    C, N = means2d.shape[:2]
+    means2d.absgrad = torch.zeros_like(means2d, requires_grad=False)
+    flat = (vc * N + vn)[vid]
+
+    def hook(j):
+        def add(grad):
+            means2d.absgrad.view(-1, 2)[:, j].index_add_(0, flat, grad.detach().abs())
+        return add
+
+    gmx.register_hook(hook(0))
+    gmy.register_hook(hook(1))
+
+
+def depth_to_normals(depth: torch.Tensor, alpha: torch.Tensor, cameras: Cameras) -> torch.Tensor:
+    """World-space normals [C,H,W,3] from a z-depth map [C,H,W,1] (gsplat's depth_to_normal).
+
+    Unprojects every pixel centre, takes the cross product of central differences
+    (rows x columns, which faces the camera), and is zero on the image border and wherever
+    the pixel or one of its four neighbours is empty (alpha == 0).
+    """
+    C, H, W = depth.shape[:3]
+    dev, dt = depth.device, depth.dtype
+    Ks = cameras.Ks.to(dev, dt)
+    c2w = torch.linalg.inv(cameras.viewmats.to(dev, dt))
+    ys, xs = torch.meshgrid(torch.arange(H, device=dev, dtype=dt), torch.arange(W, device=dev, dtype=dt),
+                            indexing="ij")
+    fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
+    cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
+    dirs = torch.stack([(xs - cx + 0.5) / fx, (ys - cy + 0.5) / fy, torch.ones_like(xs).expand(C, H, W)], -1)
+    pts = torch.einsum("cij,chwj->chwi", c2w[:, :3, :3], dirs * depth) + c2w[:, None, None, :3, 3]
+    normals = torch.zeros_like(pts)
+    if H < 3 or W < 3:
+        return normals
+    d_rows = pts[:, 2:, 1:-1] - pts[:, :-2, 1:-1]
+    d_cols = pts[:, 1:-1, 2:] - pts[:, 1:-1, :-2]
+    inner = F.normalize(torch.linalg.cross(d_rows, d_cols), dim=-1)
+    full = alpha[..., 0] > 0
+    ok = (full[:, 1:-1, 1:-1] & full[:, 2:, 1:-1] & full[:, :-2, 1:-1] & full[:, 1:-1, 2:] & full[:, 1:-1, :-2])
+    normals[:, 1:-1, 1:-1] = inner * ok[..., None].to(dt)
+    return normals
