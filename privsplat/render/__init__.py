@@ -28,8 +28,9 @@ class RenderOutput:
     depth_normals: [C,H,W,3] normals from finite differences of the rendered (expected)
         depth, world space, facing the camera (zero at the image border / empty pixels).
     depth_expected: [C,H,W,1] alpha-blended depth divided by alpha (0 where alpha is 0).
-    depth_median: [C,H,W,1] depth of the surfel where transmittance first drops below 0.5
-        (0 where it never does).
+    depth_median: [C,H,W,1] depth of the last surfel entered while transmittance was still
+        above 0.5 (gsplat's rule: the front surfel if T never drops below 0.5; 0 where no
+        surfel contributes).
     distortion: [C,H,W,1] 2DGS depth-distortion loss per pixel.
     meta: what gsplat.strategy.DefaultStrategy needs: "means2d" (a [C,N,2] tensor that
         retains its grad after backward), "gradient_2dgs" (same shape, the 2DGS
