@@ -112,6 +112,9 @@ def test_bad_inputs_raise_privsplat_error(tmp_path):
         evaluate_mesh((np.zeros((0, 3)), np.zeros((0, 3), int)), mesh)
     with pytest.raises(PrivsplatError, match="4 vertices"):
         evaluate_mesh(mesh, mesh, gt_face_mask=np.ones(7, bool))
+    (tmp_path / "mask.png").write_bytes(b"\x89PNG not a mask")
+    with pytest.raises(PrivsplatError, match="not a .npy array"):
+        evaluate_mesh(mesh, mesh, gt_face_mask=tmp_path / "mask.png")
     with pytest.raises(PrivsplatError, match="x,y,z,r"):
         parse_face_sphere("1,2,3")
 

@@ -236,8 +236,11 @@ def _load_face_mask(mask, n_vertices: int) -> np.ndarray | None:
             raise PrivsplatError(f"GT face mask {path} does not exist; pass a .npy of one bool per GT vertex")
         try:
             mask = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise PrivsplatError(f"GT face mask {path} is not a readable .npy array ({e})") from None
+        except (ValueError, OSError):
+            mask = None
+        if not isinstance(mask, np.ndarray):
+            raise PrivsplatError(f"GT face mask {path} is not a .npy array; pass a .npy of one bool per GT "
+                                 "vertex (privsplat synth writes gt_face_mask.npy)") from None
     mask = np.asarray(mask).reshape(-1)
     if len(mask) != n_vertices:
         raise PrivsplatError(f"GT face mask has {len(mask)} entries but the GT mesh has {n_vertices} "
