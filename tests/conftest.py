@@ -34,8 +34,10 @@ def protected_head(synth_head, tmp_path_factory) -> Path:
 def copy_of(tmp_path):
     """copy_of(folder) -> a writable copy under tmp_path (for tests that tamper with data)."""
 
+    count = iter(range(1000))
+
     def copy(src: Path) -> Path:
-        dst = tmp_path / f"copy_{src.name}"
+        dst = tmp_path / f"copy{next(count)}_{src.name}"
         shutil.copytree(src, dst)
         return dst
 

@@ -1,0 +1,93 @@
+import json
+
+import cv2
+
+import numpy as np
+import pytest
+
+from privsplat.data import load_dataset, load_mask, load_rgb
+from privsplat.data.synth import head_mesh, neutral_template, synthesize
+from privsplat.errors import PrivsplatError
+
+
+def test_dataset_layout_and_metadata(synth_head):
+    info = json.loads((synth_head / "synth.json").read_text())
+    assert info["views"] == 12 and info["units"] == "cm" and len(info["frames"]) == 12
+    for name in ("transforms.json", "gt_mesh.ply", "gt_face_mask.npy"):
+        assert (synth_head / name).is_file()
+    angles = [f["angle_to_face_deg"] for f in info["frames"]]
+    assert min(angles) < 20 and max(angles) > 160  # front and back are both covered
+    V, F = neutral_template()
+    face = np.load(synth_head / "gt_face_mask.npy")
+    assert face.dtype == bool and face.shape == (len(V),) and 0.1 < face.mean() < 0.8
+    assert V[face, 2].mean() > V[:, 2].mean()  # the face region is at the front (+z)
+
+
+def test_mesh_projects_inside_every_mask(synth_head):
+    """Camera convention check: the GT mesh, put through load_dataset's normalisation and
+    each camera, lands inside that view's silhouette, and covers it."""
+    import open3d as o3d
+
+    ds = load_dataset(synth_head)
+    V = ds.to_normalised(np.asarray(o3d.io.read_triangle_mesh(str(synth_head / "gt_mesh.ply")).vertices))
+    assert np.linalg.norm(V, axis=1).max() == pytest.approx(1.0, abs=0.15)  # rule "masks": radius ~1
+    for f in ds.frames:
+        cam = V @ f.w2c[:3, :3].T + f.w2c[:3, 3]
+        uv = cam @ f.K.T
+        uv = uv[:, :2] / uv[:, 2:]
+        mask = load_mask(f)
+        px = np.clip(np.floor(uv).astype(int), 0, [f.width - 1, f.height - 1])
+        # vertices on the silhouette may fall just beside the last covered sub-sample
+        grown = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert grown[px[:, 1], px[:, 0]].mean() == 1.0
+        assert (mask[px[:, 1], px[:, 0]] > 0).mean() > 0.97
+        hit = np.zeros_like(mask, dtype=bool)
+        hit[px[:, 1], px[:, 0]] = True
+        assert hit[mask > 0.9].mean() > 0.95
+        rgb = load_rgb(f)
+        assert rgb[mask > 0.9].std() > 0.02 and rgb[mask == 0].max() == 0  # textured head, black outside
+
+
+def test_upright_and_front_lit(synth_head):
+    ds = load_dataset(synth_head)
+    info = json.loads((synth_head / "synth.json").read_text())
+    front = min(info["frames"], key=lambda f: f["angle_to_face_deg"])["name"]
+    f = next(f for f in ds.frames if f.name == front)
+    mask = load_mask(f)
+    rows = np.nonzero(mask.max(axis=1) > 0.5)[0]
+    top, bottom = mask[rows[0]:rows[0] + 4].sum(), mask[rows[-1] - 3:rows[-1] + 1].sum()
+    assert bottom > top  # shoulders/neck cut at the bottom, crown at the top: upright
+
+
+def test_identity_and_expression():
+    V0, F = neutral_template()
+    V, F2, _, _, _ = head_mesh("ict", identity_seed=0)
+    np.testing.assert_allclose(V, V0, atol=1e-6)
+    V1 = head_mesh("ict", identity_seed=3)[0]
+    assert 0.05 < np.abs(V1 - V0).mean() < 2.0  # cm
+    Vj = head_mesh("ict", expression=("jawOpen:1",))[0]
+    assert np.abs(Vj - V0).max() > 0.5
+    with pytest.raises(PrivsplatError, match="valid names: jawOpen"):
+        head_mesh("ict", expression=("smirk:1",))
+
+
+def test_nefertiti_and_bad_arguments(tmp_path):
+    out = synthesize("nefertiti", tmp_path / "n", views=3, resolution=24)
+    ds = load_dataset(out)
+    assert all(load_mask(f).mean() > 0.1 for f in ds.frames)
+    assert json.loads((out / "synth.json").read_text())["units"] == "mm"
+    with pytest.raises(PrivsplatError, match="--mesh"):
+        synthesize(str(tmp_path / "missing.ply"), tmp_path / "m")
+    with pytest.raises(PrivsplatError, match="--views"):
+        synthesize("ict", tmp_path / "v", views=0)
+    assert not (tmp_path / "v").exists() and not (tmp_path / "m").exists()
+
+
+def test_shipped_assets_are_small_and_licensed():
+    from importlib import resources
+
+    root = resources.files("privsplat.assets")
+    assert (root / "LICENSE-ICT-FaceKit.txt").is_file()
+    total = sum((root / n).stat().st_size if hasattr(root / n, "stat") else 0
+                for n in ("ict_head_small.npz", "nefertiti_small.npz"))
+    assert total < 3_000_000
