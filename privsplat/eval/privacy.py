@@ -330,7 +330,16 @@ def render_mesh_views(mesh: Path, cameras: Path) -> dict[str, np.ndarray]:
     from .geometry import load_mesh
     from .mesh_render import shade_mesh
 
-    dataset = load_dataset(cameras)
+    import logging
+
+    # Only the cameras are used here, so the loader's "no protection manifest" note is noise.
+    log = logging.getLogger("privsplat")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        dataset = load_dataset(cameras)
+    finally:
+        log.setLevel(level)
     V, F = load_mesh(mesh, "mesh")
     V = dataset.to_normalised(V)  # cameras live in the normalised world
     return {f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0] for f in dataset.frames}
