@@ -5,7 +5,9 @@ so the object sits near the origin with radius about 1. `to_input_units` maps po
 so meshes are written in the input's units and frame.
 
 Privacy rule: a frame whose kind is "protected" has no RGB the code can reach.
-`Dataset.load_rgb` refuses it; only `load_protected` reads its gradient magnitude.
+`privsplat.data.load_rgb` refuses it; only `load_protected` reads its gradient magnitude.
+The parsers, the normalisation rule and the guard live beside this file (formats.py,
+normalise.py, load.py, ../privacy/manifest.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Frame:
                                           # None = the whole view is protected
     rgb_outside_path: Path | None = None  # protected frames with a region: RGB with the region removed
     extra: dict[str, Any] = field(default_factory=dict)
+    # extra keys set by the loader: "w2c_input" ([4,4] w2c in the input's units and frame),
+    # "magnitude_scale" (protected frames: magnitude = png16 / 65535 * scale)
 
 
 @dataclass
