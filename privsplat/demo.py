@@ -20,7 +20,7 @@ log = logging.getLogger("privsplat")
 def rear_view_names(dataset_dir: Path, n_neutral: int) -> tuple[list[str], list[str]]:
     """(neutral, sensitive) frame names: the n_neutral views looking most at the back of the head."""
     info = json.loads((dataset_dir / "synth.json").read_text())
-    frames = sorted(info["frames"], key=lambda f: f["face_angle_deg"], reverse=True)
+    frames = sorted(info["frames"], key=lambda f: f["angle_to_face_deg"], reverse=True)
     names = [f["name"] for f in frames]
     return names[:n_neutral], names[n_neutral:]
 
