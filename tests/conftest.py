@@ -11,6 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synth_head(tmp_path_factory) -> Path:
     """12 views of the generic ICT head at 32 px (images, masks, transforms.json, gt mesh). Read-only."""
+    pytest.importorskip("open3d")  # synth ray-casts with open3d; the GPU machine lacks it
     from privsplat.data.synth import synthesize
 
     return synthesize(mesh="ict", out=tmp_path_factory.mktemp("synth") / "head", views=12, resolution=32)

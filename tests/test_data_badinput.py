@@ -7,11 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from privsplat.data import load_dataset, load_protected, load_rgb
-from privsplat.errors import PrivsplatError
+pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from privsplat.data import load_dataset, load_protected, load_rgb  # noqa: E402
+from privsplat.errors import PrivsplatError  # noqa: E402
 
 
 def tiny_nerfstudio(d: Path, n=2) -> Path:

@@ -266,6 +266,7 @@ def test_pose_rule():
 
 def test_auto_on_a_rendered_head(tmp_path, capsys, monkeypatch):
     pytest.importorskip("dlib")
+    pytest.importorskip("open3d")
     from privsplat.data.synth import synthesize
 
     data = synthesize("ict", tmp_path / "h", views=12, resolution=64)

@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("open3d")
+
 from privsplat.data import load_dataset, load_mask, load_rgb
 from privsplat.data.synth import head_mesh, neutral_template, synthesize
 from privsplat.errors import PrivsplatError
