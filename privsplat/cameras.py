@@ -80,7 +80,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     eye = np.asarray(eye, dtype=np.float64)
     z = np.asarray(target, dtype=np.float64) - eye
     z /= np.linalg.norm(z)
-    x = np.cross(z, -np.asarray(up, dtype=np.float64))
+    x = np.cross(z, np.asarray(up, dtype=np.float64))  # image right = forward x up
     if np.linalg.norm(x) < 1e-8:  # looking straight along up: pick any perpendicular
         x = np.cross(z, np.array([1.0, 0.0, 0.0]))
     x /= np.linalg.norm(x)
