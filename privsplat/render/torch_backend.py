@@ -48,48 +48,60 @@ DENSE_CHUNK = 1 << 22        # elements per dense pre-pass block (bounds peak me
 # Projection
 # ---------------------------------------------------------------------------------------
 
+def quat_axes(quats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The columns (x, y, z axes) of the rotations of [N,4] wxyz quaternions (any norm), [N,3] each."""
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    return (torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1),
+            torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1),
+            torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], -1))
+
+
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """[N,4] wxyz (any norm) -> [N,3,3] rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(-1, 3, 3)
+    return torch.stack(quat_axes(quats), dim=-1)
 
 
 @dataclass
 class Projection:
     """Per (camera, surfel) quantities, [C, N, ...]."""
 
-    ray_transforms: torch.Tensor  # [C,N,3,3] T = K [s_u t_u, s_v t_v, mu_c] (row-major, as gsplat)
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # M0, M1, M2 [C,N,3]: rows of T
     means2d: torch.Tensor         # [C,N,2] gsplat's projected centre (0 where culled)
     depths: torch.Tensor          # [C,N] camera z of the centre
     radii: torch.Tensor           # [C,N,2] int32, 0 = culled
     normals: torch.Tensor         # [C,N,3] world-space surfel normal, flipped toward the camera
 
+    @property
+    def ray_transforms(self) -> torch.Tensor:
+        """[C,N,3,3] T = K [s_u t_u, s_v t_v, mu_c], row-major as gsplat stores it."""
+        return torch.stack(self.rows, dim=-2)
+
 
 def project_surfels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                     viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
                     near_plane: float = 0.01, far_plane: float = 1e10) -> Projection:
-    """gsplat's fully_fused_projection_2dgs (non-packed), written with autograd-safe ops."""
-    R_cw, t_cw = viewmats[:, :3, :3], viewmats[:, :3, 3]
-    rot = quat_to_rotmat(quats)                                             # [N,3,3]
-    means_c = torch.einsum("cij,nj->cni", R_cw, means) + t_cw[:, None]       # [C,N,3]
-    tu_c = torch.einsum("cij,nj->cni", R_cw, rot[:, :, 0] * scales[:, :1])
-    tv_c = torch.einsum("cij,nj->cni", R_cw, rot[:, :, 1] * scales[:, 1:2])
-    WH = torch.stack([tu_c, tv_c, means_c], dim=-1)                          # columns
-    T = Ks[:, None] @ WH                                                     # [C,N,3,3]
+    """gsplat's fully_fused_projection_2dgs (non-packed), written with autograd-friendly ops.
+
+    Like gsplat, the intrinsics' skew K[0,1] is ignored.
+    """
+    Rt, t_cw = viewmats[:, :3, :3].transpose(1, 2), viewmats[:, :3, 3]
+    ax_u, ax_v, ax_n = quat_axes(quats)
+    means_c = means @ Rt + t_cw[:, None]                                     # [C,N,3]
+    tu_c = (ax_u * scales[:, :1]) @ Rt
+    tv_c = (ax_v * scales[:, 1:2]) @ Rt
+    P0, P1, P2 = torch.stack([tu_c, tv_c, means_c], -1).unbind(-2)           # rows of [s_u t_u, s_v t_v, mu_c]
+    fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
+    cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
+    M0, M1, M2 = fx * P0 + cx * P2, fy * P1 + cy * P2, P2
 
     # Bounding box of the projected unit circle, from its dual conic (gsplat's "pro" AABB).
-    M0, M1, M2 = T[..., 0, :], T[..., 1, :], T[..., 2, :]
-    sgn = T.new_tensor([1.0, 1.0, -1.0])
+    sgn = M2.new_tensor([1.0, 1.0, -1.0])
     distance = (M2 * M2 * sgn).sum(-1)
     ok_distance = distance != 0
     inv_d = 1.0 / torch.where(ok_distance, distance, torch.ones_like(distance))
     means2d = torch.stack([(M0 * M2 * sgn).sum(-1), (M1 * M2 * sgn).sum(-1)], -1) * inv_d[..., None]
-    second = torch.stack([(M0 * M0 * sgn).sum(-1), (M1 * M1 * sgn).sum(-1)], -1) * inv_d[..., None]
     with torch.no_grad():
+        second = torch.stack([(M0 * M0 * sgn).sum(-1), (M1 * M1 * sgn).sum(-1)], -1) * inv_d[..., None]
         extent = (means2d * means2d - second).clamp_min(1e-4).sqrt()
         radius = torch.ceil(RADIUS_SIGMAS * extent)
         depth = means_c[..., 2]
@@ -97,40 +109,41 @@ def project_surfels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tens
         valid &= ((means2d[..., 0] + radius[..., 0] > 0) & (means2d[..., 0] - radius[..., 0] < width)
                   & (means2d[..., 1] + radius[..., 1] > 0) & (means2d[..., 1] - radius[..., 1] < height))
         radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
+        # Normal: the surfel's z axis, flipped to face the camera (gsplat: dot(-n_c, mu_c) > 0).
+        facing = torch.where((-((ax_n @ Rt) * means_c).sum(-1, keepdim=True)) > 0, 1.0, -1.0).to(means.dtype)
     means2d = torch.where(valid[..., None], means2d, torch.zeros_like(means2d))
-
-    # Normal: the surfel's z axis, flipped so that it faces the camera (gsplat: dot(-n_c, mu_c) > 0).
-    n_world = rot[:, :, 2]                                                   # [N,3]
-    n_cam = torch.einsum("cij,nj->cni", R_cw, n_world)
-    facing = torch.where((-(n_cam * means_c).sum(-1, keepdim=True)) > 0, 1.0, -1.0).to(means.dtype)
-    normals = n_world[None] * facing                                         # [C,N,3]
-    return Projection(T, means2d, means_c[..., 2], radii, normals)
+    normals = ax_n[None] * facing                                            # [C,N,3]
+    return Projection((M0, M1, M2), means2d, P2[..., 2], radii, normals)
 
 
 # ---------------------------------------------------------------------------------------
 # Column gather / scatter with cheap backward passes (index_select per row, index_add on dim 1)
 # ---------------------------------------------------------------------------------------
 
-def _take_columns(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    out = table.new_empty((table.shape[0], idx.numel()))
-    for f in range(table.shape[0]):  # 1-D index_select per row is ~2x faster than a 2-D one
-        torch.index_select(table[f], 0, idx, out=out[f])
-    return out
+def _take_columns(table: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
+    # a 1-D index_select per row is ~2x faster than one 2-D gather on a CPU
+    return [torch.index_select(row, 0, idx) for row in table.unbind(0)]
 
 
-class _GatherColumns(torch.autograd.Function):
-    """out[:, k] = table[:, idx[k]] for table [F, V]."""
+class _GatherRows(torch.autograd.Function):
+    """(table[0, idx], table[1, idx], ...) for table [F, V]: one 1-D tensor per row.
+
+    Separate outputs (rather than rows selected from one [F, K] tensor) keep autograd from
+    building an [F, K] zero tensor per selected row in the backward pass.
+    """
 
     @staticmethod
     def forward(ctx, table, idx):
         ctx.save_for_backward(idx)
-        ctx.n = table.shape[1]
-        return _take_columns(table, idx)
+        ctx.shape = table.shape
+        return tuple(_take_columns(table, idx))
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, *grads):
         (idx,) = ctx.saved_tensors
-        return grad.new_zeros((grad.shape[0], ctx.n)).index_add_(1, idx, grad), None
+        ref = next(g for g in grads if g is not None)
+        g = torch.stack([ref.new_zeros(idx.numel()) if g is None else g for g in grads])
+        return ref.new_zeros(ctx.shape).index_add_(1, idx, g), None
 
 
 class _ScatterColumns(torch.autograd.Function):
@@ -144,22 +157,46 @@ class _ScatterColumns(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (idx,) = ctx.saved_tensors
-        return _take_columns(grad.contiguous(), idx), None, None
+        return torch.stack(_take_columns(grad.contiguous(), idx)), None, None
 
 
-def _segment_first(seg: torch.Tensor) -> torch.Tensor:
-    """For a sorted segment-id vector, the index of each element's segment start."""
-    n = seg.numel()
-    pos = torch.arange(n, device=seg.device)
-    new = torch.ones(n, dtype=torch.bool, device=seg.device)
-    new[1:] = seg[1:] != seg[:-1]
-    return torch.where(new, pos, torch.zeros_like(pos)).cummax(0).values
+@dataclass
+class Segments:
+    """Runs of equal ids in a sorted id vector: each element's run start and end index."""
+
+    first: torch.Tensor
+    last: torch.Tensor
+
+    @classmethod
+    def of(cls, ids: torch.Tensor) -> "Segments":
+        n = ids.numel()
+        pos = torch.arange(n, device=ids.device)
+        change = ids[1:] != ids[:-1]
+        start = torch.cat([change.new_ones(1), change])
+        end = torch.cat([change, change.new_ones(1)])
+        first = torch.where(start, pos, torch.zeros_like(pos)).cummax(0).values
+        last = torch.where(end, pos, torch.full_like(pos, n)).flip(0).cummin(0).values.flip(0)
+        return cls(first, last)
 
 
-def _segment_exclusive_cumsum(x64: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """Exclusive cumulative sum within segments, float64 (millions of terms)."""
-    excl = torch.cumsum(x64, 0) - x64
-    return excl - excl[first]
+class _SegmentExclusiveCumsum(torch.autograd.Function):
+    """y_i = sum of x_j over earlier j in i's segment (float64: millions of terms).
+
+    Both directions are a global cumulative sum and one gather; autograd's version of
+    `excl - excl[first]` would scatter-add into the segment starts instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x, first, last):
+        ctx.save_for_backward(first, last)
+        excl = torch.cumsum(x, 0) - x
+        return excl - excl[first]
+
+    @staticmethod
+    def backward(ctx, g):
+        first, last = ctx.saved_tensors
+        after = g.flip(0).cumsum(0).flip(0) - g        # sum over later elements, globally
+        return after - after[last], None, None
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +324,7 @@ def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> to
     keys, perm = torch.sort(keys, stable=True)  # stable => radix sort on CPU
     keys = keys.long()
     log_t = torch.log1p(-alphas[perm]).double()
-    first = _segment_first(keys >> vbits)
+    first = Segments.of(keys >> vbits).first
     incl = torch.cumsum(log_t, 0)
     log_T_after = incl - (incl - log_t)[first]
     keep = log_T_after > math.log(T_MIN)
@@ -300,7 +337,7 @@ def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> to
 # Entry point
 # ---------------------------------------------------------------------------------------
 
-def _check_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds):
+def check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds):
     def fail(msg):
         raise PrivsplatError(msg)
 
@@ -359,7 +396,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     """
     if depth_convention not in ("intersection", "center"):
         raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
-    _check_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
+    check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
     dev, dt = means.device, means.dtype
     cams = cameras.to(dev, dt)
     C, W, H, N = len(cams), cams.width, cams.height, means.shape[0]
@@ -369,34 +406,39 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         t.requires_grad for t in (means, quats, scales, opacities, colors))
     shift = torch.zeros((C, N, 2), dtype=dt, device=dev, requires_grad=tracks_grad)
 
-    # Visible (camera, surfel) list, ordered by camera then centre depth (gsplat's sort key).
+    # Visible (camera, surfel) list, ordered by camera then centre depth (gsplat's sort key;
+    # the bits of a positive float32 sort like its value, so one radix sort does it).
     with torch.no_grad():
         visible = (proj.radii > 0).all(-1) & (opacities >= ALPHA_MIN)[None]
         vc, vn = visible.nonzero(as_tuple=True)
-        order = torch.argsort(proj.depths[vc, vn], stable=True)
-        order = order[torch.argsort(vc[order], stable=True)]
+        depth_bits = proj.depths[vc, vn].float().view(torch.int32).long()
+        order = torch.sort((vc << 32) | depth_bits, stable=True).indices
         vc, vn = vc[order], vn[order]
+        fv = vc * N + vn
     V = vc.numel()
     vbits = max(1, int(V).bit_length())
 
-    # Per visible surfel: rows of T (with the densification shift folded into M0, M1).
-    Tv = proj.ray_transforms[vc, vn]                                          # [V,3,3]
-    z = Tv[:, 2, 2]
-    sv = shift[vc, vn]
-    zd = z.detach()
-    M0 = torch.cat([Tv[:, 0, :2], (Tv[:, 0, 2] + sv[:, 0] * zd)[:, None]], 1)
-    M1 = torch.cat([Tv[:, 1, :2], (Tv[:, 1, 2] + sv[:, 1] * zd)[:, None]], 1)
-    M2 = Tv[:, 2]
+    def per_visible(x):  # [C,N,k] -> [V,k]; backward is one index_add
+        return x.reshape(C * N, -1).index_select(0, fv)
+
+    # Rows of T per visible surfel, with the densification shift folded into M0, M1 the way
+    # gsplat defines gradient_2dgs: d loss / d T[0:2, 2] times the centre depth.
+    M0, M1, M2 = (per_visible(r) for r in proj.rows)
+    z = M2[:, 2]
+    sv = per_visible(shift) * z.detach()[:, None]
+    e_z = M2.new_tensor([0.0, 0.0, 1.0])
+    M0, M1 = M0 + sv[:, :1] * e_z, M1 + sv[:, 1:] * e_z
     # h_u x h_v = x (M1 x M2) + y (M2 x M0) + (M0 x M1): linear in the pixel coordinates.
     a, b, c = torch.linalg.cross(M1, M2), torch.linalg.cross(M2, M0), torch.linalg.cross(M0, M1)
-    m2d = proj.means2d[vc, vn]
+    m2d = per_visible(proj.means2d)
     opac = opacities[vn]
     col = _visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
     D = col.shape[1]
-    nrm = proj.normals[vc, vn]
+    nrm = per_visible(proj.normals)
 
     with torch.no_grad():
-        lo, hi = _support_boxes(Tv.detach(), m2d.detach(), opac.detach(), W, H)
+        T_rows = torch.stack([M0, M1, M2], 1).detach()
+        lo, hi = _support_boxes(T_rows, m2d.detach(), opac.detach(), W, H)
         keybase = ((vc * H) * W << vbits) + torch.arange(V, device=dev)
         abc = torch.cat([a, b, c], 1).detach()
         keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lo, hi, keybase, vbits, W, H)
@@ -404,50 +446,48 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         keys = _drop_terminated(keys, alphas, vbits)
         vid = keys & ((1 << vbits) - 1)
         pix = keys >> vbits
-        first = _segment_first(pix)
+        seg = Segments.of(pix)
+        pw = pix % (W * H)
+        py = torch.div(pw, W, rounding_mode="floor")
+        px = (pw - py * W).to(dt) + 0.5
+        py = py.to(dt) + 0.5
 
-    # Differentiable pass over the kept pairs, structure-of-arrays.
-    table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2[:, :2].T, z[None], col.T, nrm.T], 0)
-    g = _GatherColumns.apply(table.contiguous(), vid)
-    ga, gb, gc = g[0:3], g[3:6], g[6:9]
-    gmx, gmy, go, t20, t21, gz = g[9], g[10], g[11], g[12], g[13], g[14]
+    # Differentiable pass over the kept pairs, one 1-D tensor per quantity.
+    table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2.T, col.T, nrm.T], 0).contiguous()
+    g = _GatherRows.apply(table, vid)
+    a0, a1, a2, b0, b1, b2, c0, c1, c2, gmx, gmy, go, t20, t21, gz = g[:15]
     gcol, gnrm = g[15:15 + D], g[15 + D:18 + D]
     if absgrad and gmx.requires_grad:
-        _attach_absgrad(proj.means2d, gmx, gmy, vc, vn, vid)
+        _attach_absgrad(proj.means2d, gmx, gmy, fv, vid)
 
-    with torch.no_grad():
-        pw = pix % (W * H)
-        px = (pw % W).to(dt) + 0.5
-        py = (pw // W).to(dt) + 0.5
-    cx = ga[0] * px + (gb[0] * py + gc[0])
-    cy = ga[1] * px + (gb[1] * py + gc[1])
-    cz = ga[2] * px + (gb[2] * py + gc[2])
+    cx = a0 * px + (b0 * py + c0)
+    cy = a1 * px + (b1 * py + c1)
+    cz = a2 * px + (b2 * py + c2)
     dx, dy = gmx - px, gmy - py
     s2 = LOWPASS * (dx * dx + dy * dy)
     with torch.no_grad():  # which kernel gsplat uses; the other branch gets no gradient
         use3 = ((cx * cx + cy * cy) <= s2 * (cz * cz)) & (cz != 0)
     den = torch.where(use3, cz, torch.ones_like(cz))  # safe denominator: no 0*inf in backward
     u, v = cx / den, cy / den
-    sigma = 0.5 * torch.where(use3, u * u + v * v, s2)
-    alpha = (go * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
+    sigma = torch.where(use3, u * u + v * v, s2)
+    alpha = (go * torch.exp(-0.5 * sigma)).clamp_max(ALPHA_MAX)
     if depth_convention == "center":
         depth = gz
     else:  # camera z of the ray-plane intersection mu + u s_u t_u + v s_v t_v
         depth = torch.where(use3, t20 * u + t21 * v + gz, gz)
 
     log_t = torch.log1p(-alpha).double()
-    T = torch.exp(_segment_exclusive_cumsum(log_t, first)).to(dt)             # before this pair
+    T = torch.exp(_SegmentExclusiveCumsum.apply(log_t, seg.first, seg.last)).to(dt)  # before this pair
     w = alpha * T
     wd = w * depth
-    d_excl = _segment_exclusive_cumsum(wd.double(), first).to(dt)
+    d_excl = _SegmentExclusiveCumsum.apply(wd.double(), seg.first, seg.last).to(dt)
     distortion = 2.0 * (wd * (1.0 - T) - w * d_excl)                          # gsplat's L1 form
     with torch.no_grad():  # median: the last pair entered with T > 0.5
         half_T = T > 0.5
-        nxt = torch.zeros_like(half_T)
-        nxt[:-1] = half_T[1:] & (pix[1:] == pix[:-1])
-        median_sel = (half_T & ~nxt).to(dt)
-    rows = torch.cat([w[None] * gcol, w[None] * gnrm, wd[None], w[None], distortion[None],
-                      (depth * median_sel)[None]], 0)
+        median_sel = half_T.clone()
+        median_sel[:-1] &= ~(half_T[1:] & (pix[1:] == pix[:-1]))
+    rows = torch.stack([w * x for x in gcol] + [w * x for x in gnrm]
+                       + [wd, w, distortion, depth * median_sel.to(dt)])
     img = _ScatterColumns.apply(rows, pix, C * H * W).view(-1, C, H, W).permute(1, 2, 3, 0)
 
     rgb, nrm_img = img[..., :D], img[..., D:D + 3]
@@ -470,11 +510,10 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         distortion=img[..., D + 5:D + 6], meta=meta)
 
 
-def _attach_absgrad(means2d, gmx, gmy, vc, vn, vid):
+def _attach_absgrad(means2d, gmx, gmy, fv, vid):
     """Give means2d an .absgrad after backward: sum over pixels of |d loss / d means2d| (gsplat)."""
-    C, N = means2d.shape[:2]
     means2d.absgrad = torch.zeros_like(means2d, requires_grad=False)
-    flat = (vc * N + vn)[vid]
+    flat = fv[vid]
 
     def hook(j):
         def add(grad):
