@@ -146,18 +146,23 @@ class _GatherRows(torch.autograd.Function):
         return ref.new_zeros(ctx.shape).index_add_(1, idx, g), None
 
 
-class _ScatterColumns(torch.autograd.Function):
-    """out[:, j] = sum of src[:, k] over idx[k] == j, out [F, n]."""
+class _ScatterRows(torch.autograd.Function):
+    """Images out_r[j] = sum of rows[r][k] over idx[k] == j, one output per input row.
+
+    Separate inputs and outputs let autograd prune every quantity the loss does not use
+    (e.g. distortion or normals early in training) instead of back-propagating zeros.
+    """
 
     @staticmethod
-    def forward(ctx, src, idx, n):
+    def forward(ctx, idx, n, *rows):
         ctx.save_for_backward(idx)
-        return src.new_zeros((src.shape[0], n)).index_add_(1, idx, src)
+        out = rows[0].new_zeros((len(rows), n)).index_add_(1, idx, torch.stack(rows))
+        return tuple(out.unbind(0))
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, *grads):
         (idx,) = ctx.saved_tensors
-        return torch.stack(_take_columns(grad.contiguous(), idx)), None, None
+        return (None, None) + tuple(None if g is None else g.index_select(0, idx) for g in grads)
 
 
 @dataclass
@@ -257,7 +262,7 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
     ny = (y_hi - y_lo + 1).long()
     has = (nx > 0) & (ny > 0)
     x_lo, y_lo = x_lo.long(), y_lo.long()
-    keybase = keybase + ((y_lo * width + x_lo) << vbits)
+    keybase = (keybase + ((y_lo * width + x_lo) << vbits)).to(keybase.dtype)
 
     # Group boxes by (ladder(nx), ladder(ny)) so each group is one dense block.
     ladder = _size_ladder(max(width, height)).to(device)
@@ -284,7 +289,7 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
             keys.append(k)
             alphas.append(a)
     if not keys:
-        return (torch.zeros(0, dtype=torch.long, device=device), abc.new_zeros(0))
+        return (torch.zeros(0, dtype=keybase.dtype, device=device), abc.new_zeros(0))
     return torch.cat(keys), torch.cat(alphas)
 
 
@@ -295,42 +300,33 @@ def _dense_block(abc, m2d, opac, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, 
     oy = torch.arange(ky, device=dev)
     px = (x_lo[:, None] + ox).to(dt) + 0.5                                   # [Vb,kx]
     py = (y_lo[:, None] + oy).to(dt) + 0.5                                   # [Vb,ky]
-    cross = [abc[:, j, None, None] * px[:, None, :] + (abc[:, 3 + j, None] * py + abc[:, 6 + j, None])[:, :, None]
-             for j in range(3)]
-    cx, cy, cz = cross
+    # only the final additions below are [Vb,ky,kx]; everything else is per row or column
+    cx, cy, cz = (abc[:, j, None, None] * px[:, None, :] + (abc[:, 3 + j, None] * py + abc[:, 6 + j, None])[:, :, None]
+                  for j in range(3))
     dx = m2d[:, 0, None] - px
     dy = m2d[:, 1, None] - py
     s2 = LOWPASS * ((dx * dx)[:, None, :] + (dy * dy)[:, :, None])
     s3 = (cx * cx + cy * cy) / (cz * cz)          # inf/nan where the ray misses: min() then drops it
-    sigma = 0.5 * torch.minimum(s3, s2)
-    alpha = (opac[:, None, None] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
-    inside = (ox < nx[:, None])[:, None, :] & (oy < ny[:, None])[:, :, None]
-    ok = (alpha >= ALPHA_MIN) & inside
-    flat = ok.view(-1).nonzero().squeeze(1)
-    per = kx * ky
-    lv = flat // per
-    rem = flat - lv * per
-    iy = rem // kx
-    ix = rem - iy * kx
-    key = keybase[lv] + ((iy * width + ix) << vbits)
-    return key, alpha.view(-1)[flat]
+    alpha = (opac[:, None, None] * torch.exp(-0.5 * torch.minimum(s3, s2))).clamp_max(ALPHA_MAX)
+    ok = alpha >= ALPHA_MIN
+    ok &= (ox < nx[:, None])[:, None, :] & (oy < ny[:, None])[:, :, None]
+    offs = ((oy[:, None] * width + ox[None, :]) << vbits).to(keybase.dtype)  # [ky,kx]
+    return torch.masked_select(keybase[:, None, None] + offs, ok), torch.masked_select(alpha, ok)
 
 
 @torch.no_grad()
 def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> torch.Tensor:
     """Sort pairs by key and keep those before each pixel's termination point."""
-    if keys.numel() == 0 or int(keys.max().item()).bit_length() <= 31:
-        keys = keys.to(torch.int32)  # radix sort on 32-bit keys is ~2x faster
     keys, perm = torch.sort(keys, stable=True)  # stable => radix sort on CPU
-    keys = keys.long()
-    log_t = torch.log1p(-alphas[perm]).double()
-    first = Segments.of(keys >> vbits).first
+    log_t = torch.log1p(-alphas.index_select(0, perm)).double()
+    pix = keys >> vbits
+    start = torch.ones_like(pix, dtype=torch.bool)
+    start[1:] = pix[1:] != pix[:-1]
+    pos = torch.arange(pix.numel(), device=pix.device)
+    first = torch.where(start, pos, torch.zeros_like(pos)).cummax(0).values
     incl = torch.cumsum(log_t, 0)
-    log_T_after = incl - (incl - log_t)[first]
-    keep = log_T_after > math.log(T_MIN)
-    if bool(keep.all()):
-        return keys
-    return keys[keep]
+    keep = (incl - (incl - log_t).index_select(0, first)) > math.log(T_MIN)
+    return keys if bool(keep.all()) else torch.masked_select(keys, keep)
 
 
 # ---------------------------------------------------------------------------------------
@@ -439,15 +435,17 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     with torch.no_grad():
         T_rows = torch.stack([M0, M1, M2], 1).detach()
         lo, hi = _support_boxes(T_rows, m2d.detach(), opac.detach(), W, H)
-        keybase = ((vc * H) * W << vbits) + torch.arange(V, device=dev)
+        key_dtype = torch.int32 if vbits + (C * H * W - 1).bit_length() <= 31 else torch.int64
+        keybase = (((vc * H) * W << vbits) + torch.arange(V, device=dev)).to(key_dtype)
         abc = torch.cat([a, b, c], 1).detach()
         keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lo, hi, keybase, vbits, W, H)
         n_candidates = keys.numel()
         keys = _drop_terminated(keys, alphas, vbits)
+        keys = keys.long()
         vid = keys & ((1 << vbits) - 1)
         pix = keys >> vbits
         seg = Segments.of(pix)
-        pw = pix % (W * H)
+        pw = pix % (W * H) if C > 1 else pix
         py = torch.div(pw, W, rounding_mode="floor")
         px = (pw - py * W).to(dt) + 0.5
         py = py.to(dt) + 0.5
@@ -486,15 +484,14 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         half_T = T > 0.5
         median_sel = half_T.clone()
         median_sel[:-1] &= ~(half_T[1:] & (pix[1:] == pix[:-1]))
-    rows = torch.stack([w * x for x in gcol] + [w * x for x in gnrm]
-                       + [wd, w, distortion, depth * median_sel.to(dt)])
-    img = _ScatterColumns.apply(rows, pix, C * H * W).view(-1, C, H, W).permute(1, 2, 3, 0)
-
-    rgb, nrm_img = img[..., :D], img[..., D:D + 3]
-    acc = img[..., D + 4:D + 5]
+    rows = [w * x for x in gcol] + [w * x for x in gnrm] + [wd, w, distortion, depth * median_sel.to(dt)]
+    img = [im.view(C, H, W, 1) for im in _ScatterRows.apply(pix, C * H * W, *rows)]
+    rgb, nrm_img = torch.cat(img[:D], -1), torch.cat(img[D:D + 3], -1)
+    acc = img[D + 4]
     if backgrounds is not None:
         rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
-    depth_exp = img[..., D + 3:D + 4] / acc.clamp_min(EXPECTED_DEPTH_EPS)
+    depth_exp = img[D + 3] / acc.clamp_min(EXPECTED_DEPTH_EPS)
+
     meta = {
         "means2d": proj.means2d, "gradient_2dgs": shift, "radii": proj.radii, "depths": proj.depths,
         "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
@@ -506,8 +503,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     return RenderOutput(
         rgb=rgb, alpha=acc, normals=nrm_img,
         depth_normals=depth_to_normals(depth_exp, acc, cams),
-        depth_expected=depth_exp, depth_median=img[..., D + 6:D + 7],
-        distortion=img[..., D + 5:D + 6], meta=meta)
+        depth_expected=depth_exp, depth_median=img[D + 6], distortion=img[D + 5], meta=meta)
 
 
 def _attach_absgrad(means2d, gmx, gmy, fv, vid):
