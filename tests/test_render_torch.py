@@ -118,16 +118,10 @@ def test_matches_bruteforce_reference(convention):
     assert agree.float().mean() > 0.995
 
 
-def fronto_surfel(mu, s, o, dtype=torch.float32):
-    return (torch.tensor([mu], dtype=dtype), torch.tensor([[1.0, 0, 0, 0]], dtype=dtype),
-            torch.tensor([[s[0], s[1], 1e-3]], dtype=dtype), torch.tensor([o], dtype=dtype))
-
-
 def test_single_surfel_alpha_profile():
     """A large surfel facing the camera: alpha = o exp(-(u^2+v^2)/2) in its own coordinates."""
     W = H = 48
     cams = make_cameras([(0, 0, -2.0)], W, H)
-    # look_at from -z toward the origin: camera axes x_c = -x_w... use the camera's own frame
     c2w = torch.linalg.inv(cams.viewmats[0])
     mu_c = torch.tensor([0.05, -0.03, 2.0])
     mu = (c2w[:3, :3] @ mu_c + c2w[:3, 3]).tolist()
@@ -238,13 +232,11 @@ def test_normals_face_the_camera_in_world_space(eye_z):
 def test_gradcheck_tiny_scene():
     dt = torch.float64
     cams = make_cameras([(0, 0, -2.0)], 10, 9, fov_deg=50, dtype=dt)
-    c2w = torch.linalg.inv(cams.viewmats[0])
     means = torch.tensor([[0.05, 0.02, 0.1], [-0.1, 0.05, 0.4]], dtype=dt)
     quats = torch.tensor([[0.95, 0.1, 0.05, 0.0], [0.9, -0.1, 0.2, 0.1]], dtype=dt)
     scales = torch.tensor([[0.8, 0.7, 1e-3], [0.9, 0.75, 1e-3]], dtype=dt)
     opac = torch.tensor([0.6, 0.7], dtype=dt)
     colors = torch.tensor([[0.9, 0.2, 0.1], [0.1, 0.5, 0.8]], dtype=dt)
-    del c2w
 
     def f(means, scales, opac, colors):
         out = rasterize(means, quats, scales, opac, colors, cams, backend="torch")
