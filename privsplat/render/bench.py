@@ -207,9 +207,16 @@ class RenderBench:
     json_out: Path | None = None
     """also write the JSON here."""
     seed: int = 0
+    threads: int = 0
+    """CPU threads for torch (0: torch's default). On a busy machine 1 avoids thread stalls."""
 
     def run(self) -> dict:
+        import torch
+
         from ..errors import PrivsplatError
+
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
 
         if self.repeats < 10:
             raise PrivsplatError(f"--repeats must be at least 10 for a stable median, got {self.repeats}")
@@ -219,7 +226,8 @@ class RenderBench:
             for n, size in cases:
                 results.append(bench_case(backend, device, n, size, self.repeats, self.seed))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-        doc = {"benchmark": "render", "repeats": self.repeats, "results": results}
+        doc = {"benchmark": "render", "repeats": self.repeats, "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "results": results}
         text = json.dumps(doc, indent=2)
         print(text)
         if self.json_out is not None:
