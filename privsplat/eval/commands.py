@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
+
+import tyro
 
 
 @dataclass
@@ -52,16 +54,26 @@ class PrivacyEval:
 
     Runs dlib's face recogniser on the original views and on each candidate set (protected
     |g| images, an inversion attack on them, renders of the fitted model, shaded mesh renders),
-    with faces aligned by landmarks found on the ORIGINAL views (a strong attacker). Files are
-    matched by their path relative to each folder without the suffix: originals/v03.png pairs
-    with protected/v03.png or .npy; a sub-folder per person (originals/alice/v03.png) marks
-    identities, which enables the false-accept column. Prints a markdown table.
+    with faces aligned by landmarks found on the ORIGINAL views (a strong attacker). Prints a
+    markdown table (the paper's Table 2: verified share per set, the originals' liveness).
+
+    With --run (a `privsplat fit` folder) every set is derived from the run: its dataset's
+    protected views, the fitted model and mesh.ply rendered from their cameras; --originals is
+    the folder you protected from, matched by frame name.
+
+    Without --run, pass the sets as folders: files are matched by their path relative to each
+    folder without the suffix (originals/v03.png <-> protected/v03.npy); a sub-folder per person
+    (originals/alice/v03.png) marks identities, which enables the false-accept column.
     """
 
     originals: Path
-    """folder of the original (sensitive) views; they never leave your machine. Every other folder's
-    files are matched to these by path without suffix (v03.png <-> v03.npy); one sub-folder per
-    person marks identities"""
+    """the original (sensitive) views; they never leave your machine. With --run: the dataset folder
+    you protected from (or a folder of its images), matched by frame name. Otherwise: a folder of
+    images that every other folder's files are matched to by path without suffix"""
+    run_dir: Annotated[Optional[Path], tyro.conf.arg(name="run")] = None
+    """a `privsplat fit` run folder: derive every candidate set from it (replaces the folder flags)"""
+    baseline_run: Optional[Path] = None
+    """with --run: a full-RGB fit of the unprotected folder, rendered from the same cameras"""
     protected: Optional[Path] = None
     """folder of protected gradient-magnitude images (|g|, any scale; PNG or .npy)"""
     renders: Optional[Path] = None
@@ -75,25 +87,46 @@ class PrivacyEval:
     are matched to originals by name"""
     attack: Literal["optim", "poisson", "none"] = "optim"
     """inversion attack on the protected images before recognition ('none' to skip)"""
-    kernel: Literal["sobel", "scharr", "central"] = "sobel"
-    """derivative kernel the protection used (the attacker is assumed to know it)"""
+    kernel: Optional[Literal["sobel", "scharr", "central"]] = None
+    """derivative kernel the protection used (the attacker is assumed to know it); default: the
+    run data's manifest with --run, else sobel"""
     threshold: float = 0.6
     """descriptor distance below which a pair counts as the same person (dlib's default)"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """with --run: where to render the fitted model"""
     json: Optional[Path] = None
     """write the full report here as JSON"""
     md: Optional[Path] = None
     """write the markdown table here"""
 
+    def run_report(self, progress) -> dict:
+        from ..errors import PrivsplatError
+        from .privacy import evaluate_privacy_folders, evaluate_privacy_run
+
+        if self.run_dir is None:
+            if self.baseline_run is not None:
+                raise PrivsplatError("--baseline-run goes with --run (it is rendered from the run's cameras)")
+            return evaluate_privacy_folders(self.originals, self.protected, self.renders, self.mesh_renders,
+                                            attack=self.attack, kernel=self.kernel or "sobel",
+                                            threshold=self.threshold, mesh=self.mesh, cameras=self.cameras,
+                                            progress=progress)
+        given = [flag for flag, v in (("--protected", self.protected), ("--renders", self.renders),
+                                      ("--mesh-renders", self.mesh_renders), ("--mesh", self.mesh),
+                                      ("--cameras", self.cameras)) if v is not None]
+        if given:
+            raise PrivsplatError(f"--run derives every set from the run folder; drop {', '.join(given)} "
+                                 "(or drop --run to score folders)")
+        return evaluate_privacy_run(self.run_dir, self.originals, attack=self.attack, threshold=self.threshold,
+                                    baseline_run=self.baseline_run, device=self.device, kernel=self.kernel,
+                                    progress=progress)
+
     def run(self) -> dict:
         import sys
 
         from ..io import atomic_path, write_json
-        from .privacy import evaluate_privacy_folders, format_markdown
+        from .privacy import format_markdown
 
-        report = evaluate_privacy_folders(self.originals, self.protected, self.renders, self.mesh_renders,
-                                          attack=self.attack, kernel=self.kernel, threshold=self.threshold,
-                                          mesh=self.mesh, cameras=self.cameras,
-                                          progress=lambda msg: print(msg, file=sys.stderr))
+        report = self.run_report(progress=lambda msg: print(msg, file=sys.stderr))
         table = format_markdown(report)
         print(table, end="")
         if self.json is not None:

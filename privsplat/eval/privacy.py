@@ -16,9 +16,15 @@ Pairs reported per candidate set:
 "original" itself gets the liveness check: originals against other originals of the same
 identity (cross view), so a low score elsewhere is meaningful only where this one is high.
 
-Files are matched by their path relative to each folder, without the suffix (the "key"):
-originals/alice/v03.png pairs with protected/alice/v03.png (or .npy). The identity of a view
-is its sub-folder (alice); files directly in the folder share one identity.
+Two ways in:
+- a fit run (evaluate_privacy_run): the candidate sets are derived from the run folder: the
+  protected |g| of its dataset's protected frames, the attack on them, renders of the fitted
+  model's colour and shaded renders of RUN/mesh.ply from those frames' cameras (optionally a
+  full-RGB baseline run's renders); originals are matched by frame name;
+- folders (evaluate_privacy_folders): files are matched by their path relative to each folder,
+  without the suffix (the "key"): originals/alice/v03.png pairs with protected/alice/v03.png (or
+  .npy). The identity of a view is its sub-folder (alice); files directly in the folder share
+  one identity.
 """
 
 from __future__ import annotations
@@ -291,17 +297,7 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
         _check_overlap(mags, "--protected", orig_files)
         sets["protected"] = mags
         if attack != "none":
-            from .inversion import invert_gradient_magnitude
-
-            inverted = {}
-            with_face = sorted(k for k in mags if faces[k] is not None)  # the others are not scored
-            for i, k in enumerate(with_face):
-                mag = mags[k]
-                if progress:
-                    progress(f"inverting |g| ({attack}) {i + 1}/{len(with_face)}: {k}")
-                x = invert_gradient_magnitude(mag, orig[k].shape[:2], attack, kernel=kernel)
-                inverted[k] = [x, 1.0 - x]  # |g| has no polarity: the attacker tries both
-            sets[f"inverted ({attack}, 2 guesses)"] = inverted
+            sets[inverted_set_name(attack)] = invert_views(mags, orig, faces, attack, kernel, progress)
     for name, folder, flag in (("model renders", renders, "--renders"),
                                ("mesh renders", mesh_renders, "--mesh-renders")):
         if folder is not None:
@@ -324,25 +320,56 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
     return report
 
 
+def inverted_set_name(attack: str) -> str:
+    return f"inverted ({attack}, 2 guesses)"
+
+
+def invert_views(mags: dict[str, np.ndarray], orig: dict[str, np.ndarray], faces: dict[str, FaceLandmarks | None],
+                 attack: Attack, kernel: str, progress: Callable[[str], None] | None = None) -> dict[str, list]:
+    """key -> [x, 1 - x]: the attack's grey image at the original's size, in both polarities
+    (|g| has no sign, so the attacker tries both). Views without a face are not scored: skipped."""
+    from .inversion import invert_gradient_magnitude
+
+    inverted = {}
+    with_face = sorted(k for k in mags if faces.get(k) is not None)
+    for i, k in enumerate(with_face):
+        if progress:
+            progress(f"inverting |g| ({attack}) {i + 1}/{len(with_face)}: {k}")
+        x = invert_gradient_magnitude(mags[k], orig[k].shape[:2], attack, kernel=kernel)
+        inverted[k] = [x, 1.0 - x]
+    return inverted
+
+
 def render_mesh_views(mesh: Path, cameras: Path) -> dict[str, np.ndarray]:
     """frame name -> shaded grey render [H, W] of `mesh` from that frame's camera."""
-    from ..data.load import load_dataset
+    return shade_mesh_frames(mesh, _load_dataset_quietly(cameras))
+
+
+def shade_mesh_frames(mesh: Path, dataset, names: set[str] | None = None) -> dict[str, np.ndarray]:
+    """frame name -> shaded grey render [H, W] of `mesh` (input units, as `privsplat fit` writes
+    it) from the camera of each frame of `dataset` (all, or those in `names`)."""
     from .geometry import load_mesh
     from .mesh_render import shade_mesh
 
+    V, F = load_mesh(mesh, "mesh")
+    V = dataset.to_normalised(V)  # cameras live in the normalised world
+    return {f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0] for f in dataset.frames
+            if names is None or f.name in names}
+
+
+def _load_dataset_quietly(folder: Path):
+    """load_dataset without its "no protection manifest" note: only cameras/originals are read here."""
     import logging
 
-    # Only the cameras are used here, so the loader's "no protection manifest" note is noise.
+    from ..data.load import load_dataset
+
     log = logging.getLogger("privsplat")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        dataset = load_dataset(cameras)
+        return load_dataset(folder)
     finally:
         log.setLevel(level)
-    V, F = load_mesh(mesh, "mesh")
-    V = dataset.to_normalised(V)  # cameras live in the normalised world
-    return {f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0] for f in dataset.frames}
 
 
 def _check_overlap(found: dict, flag: str, orig_files: dict) -> None:
@@ -354,3 +381,165 @@ def _check_overlap(found: dict, flag: str, orig_files: dict) -> None:
 
 def _str(p):
     return None if p is None else str(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fit runs: the candidate sets derived from a `privsplat fit` run folder
+
+
+MODEL_RENDERS = "model renders"
+MESH_RENDERS = "mesh renders (shaded)"
+BASELINE_RENDERS = "full-RGB run renders"
+
+
+@dataclass
+class RunViews:
+    """Everything the report scores for one run, keyed by sensitive frame name."""
+    originals: dict[str, np.ndarray]
+    faces: dict[str, FaceLandmarks | None]
+    sets: dict[str, dict[str, object]]
+    inputs: dict
+
+
+@dataclass(frozen=True)
+class FitRun:
+    folder: Path
+    dataset: object   # privsplat.data.Dataset the run was fitted on (normalised frame)
+    config: dict      # FitConfig as a dict (config.yaml's "config")
+
+
+def open_run(run: Path, flag: str = "--run") -> FitRun:
+    """A `privsplat fit` run folder: its config and the dataset it was fitted on."""
+    import yaml
+
+    run = Path(run)
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file() or not (run / "checkpoints" / "latest.pt").is_file():
+        raise PrivsplatError(f"{flag} {run} is not a privsplat run folder (needs config.yaml and "
+                             "checkpoints/latest.pt, as `privsplat fit --out RUN` writes them)")
+    try:
+        saved = yaml.safe_load(cfg_path.read_text())
+        data = Path(saved["data"])
+    except (yaml.YAMLError, TypeError, KeyError):
+        raise PrivsplatError(f"{cfg_path} is not a privsplat run config (no 'data' entry); "
+                             "was it written by `privsplat fit`?") from None
+    if not data.is_dir():
+        raise PrivsplatError(f"{flag} {run} was fitted on {data}, which no longer exists; the run's "
+                             "cameras come from that folder, so restore it (or edit 'data' in config.yaml)")
+    return FitRun(run, _load_dataset_quietly(data), saved.get("config") or {})
+
+
+def render_run_views(run: FitRun, names: set[str], device: str = "auto") -> dict[str, np.ndarray]:
+    """frame name -> colour render [H, W, 3] in 0..1 of the run's fitted model from the camera of
+    each frame in `names` (frames of the run's own dataset: each run has its own normalisation)."""
+    import torch
+
+    from ..cameras import Cameras
+    from ..train.model import SurfelModel
+    from ..train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    state = torch.load(run.folder / "checkpoints" / "latest.pt", map_location=dev, weights_only=False)
+    if not isinstance(state, dict) or "model" not in state:
+        raise PrivsplatError(f"{run.folder}/checkpoints/latest.pt holds no model; re-run `privsplat fit`")
+    model = SurfelModel.from_state(state["model"], dev)
+    background = tuple(run.config.get("background", (0.0, 0.0, 0.0)))
+    backend = run.config.get("backend", "auto")
+    out = {}
+    with torch.no_grad():
+        for f in run.dataset.frames:
+            if f.name in names:
+                cam = Cameras.from_numpy(f.K[None], f.w2c[None], f.width, f.height, device=dev)
+                rgb = model.render(cam, backend=backend, background=background).rgb[0]
+                out[f.name] = rgb.clamp(0, 1).cpu().numpy()
+    return out
+
+
+def load_originals(folder: Path) -> dict[str, np.ndarray]:
+    """Original views by frame name: a dataset folder (the one you protected from: transforms.json,
+    COLMAP, cameras.npz) keyed by its frame names, or a plain folder of images keyed by file path
+    without suffix."""
+    from ..data import load_rgb
+    from ..data.formats import detect_format
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PrivsplatError(f"--originals {folder} is not a folder; pass the folder you protected from")
+    try:
+        detect_format(folder)
+    except PrivsplatError:
+        return {k: read_image(p) for k, p in list_views(folder, what="--originals").items()}
+    dataset = _load_dataset_quietly(folder)
+    if dataset.frames_of("protected"):
+        raise PrivsplatError(f"--originals {folder} is a protected folder (its sensitive views hold only "
+                             "|g|); pass the unprotected folder you ran `privsplat protect` on")
+    return {f.name: load_rgb(f) for f in dataset.frames}
+
+
+def collect_run_views(run: Path, originals: Path, attack: Attack = "optim", baseline_run: Path | None = None,
+                      device: str = "auto", kernel: str | None = None,
+                      progress: Callable[[str], None] | None = None) -> RunViews:
+    """The originals of the run's sensitive (protected) views and every candidate set for them:
+    the protected |g| images, the attack on them, renders of the fitted model's colour and shaded
+    renders of RUN/mesh.ply from the same cameras, and (baseline_run) renders of a full-RGB fit.
+    kernel: σ's derivative kernel for the attack; None = the one in the run data's manifest."""
+    from ..data import load_protected
+
+    say = progress or (lambda msg: None)
+    load_face_models()  # fail early with the install hint
+    fit = open_run(run)
+    mesh = Path(run) / "mesh.ply"
+    if not mesh.is_file():
+        raise PrivsplatError(f"--run {run} has no mesh.ply; finish the fit or run `privsplat mesh --run {run}`")
+    sensitive = fit.dataset.frames_of("protected")
+    if not sensitive:
+        raise PrivsplatError(f"--run {run} was fitted on {fit.dataset.root}, which has no protected views: "
+                             "nothing sensitive to score. Pass a run fitted on a `privsplat protect` output "
+                             "(a full-RGB run goes in --baseline-run)")
+    all_orig = load_originals(originals)
+    names = {f.name for f in sensitive}
+    orig = {k: v for k, v in all_orig.items() if k in names}
+    if not orig:
+        raise PrivsplatError(f"--originals {originals}: no view is named like a protected view of the run "
+                             f"(e.g. {', '.join(sorted(names)[:3])}; originals are e.g. "
+                             f"{', '.join(list(all_orig)[:3])}); pass the folder the run's data was protected from")
+    missing = sorted(names - set(orig))
+    say(f"finding faces in {len(orig)} original(s) of the {len(names)} protected view(s)")
+    faces = {k: find_face(img) for k, img in orig.items()}
+    if kernel is None:  # the attacker is assumed to know σ's parameters
+        kernel = (fit.dataset.protection or {}).get("kernel", "sobel")
+    mags = {}
+    for f in sensitive:
+        if f.name in orig:
+            mag, _ = load_protected(f)
+            mags[f.name] = mag / max(float(mag.max()), 1e-12)
+    sets: dict[str, dict[str, object]] = {"protected": mags}
+    if attack != "none":
+        sets[inverted_set_name(attack)] = invert_views(mags, orig, faces, attack, kernel, progress)
+    say(f"rendering the fitted model from {len(orig)} protected camera(s)")
+    sets[MODEL_RENDERS] = render_run_views(fit, set(orig), device)
+    say(f"rendering {mesh} shaded from the same cameras")
+    sets[MESH_RENDERS] = shade_mesh_frames(mesh, fit.dataset, set(orig))
+    if baseline_run is not None:
+        base = open_run(baseline_run, "--baseline-run")
+        say(f"rendering the full-RGB run {baseline_run} from the same cameras")
+        sets[BASELINE_RENDERS] = render_run_views(base, set(orig), device)
+        if not sets[BASELINE_RENDERS]:
+            raise PrivsplatError(f"--baseline-run {baseline_run} has no frame named like the protected views "
+                                 f"(e.g. {', '.join(sorted(orig)[:3])}); fit it on the unprotected folder")
+    inputs = {"run": str(run), "originals": str(originals), "data": str(fit.dataset.root),
+              "baseline_run": _str(baseline_run), "attack": attack, "kernel": kernel,
+              "protected_views": len(names), "protected_without_original": missing}
+    return RunViews(orig, faces, sets, inputs)
+
+
+def evaluate_privacy_run(run: Path, originals: Path, attack: Attack = "optim", threshold: float = VERIFY_THRESHOLD,
+                         baseline_run: Path | None = None, device: str = "auto", kernel: str | None = None,
+                         progress: Callable[[str], None] | None = None) -> dict:
+    """verification_report's dict for a fit run (see collect_run_views), with its inputs."""
+    views = collect_run_views(run, originals, attack, baseline_run, device, kernel, progress)
+    if progress:
+        progress("running face recognition")
+    report = verification_report(views.originals, views.sets, threshold, views.faces)
+    report["inputs"] = views.inputs
+    return report
