@@ -103,8 +103,8 @@ def table(results: dict) -> str:
     fa = results["pooled"]["original"]["false_accept"]
     if fa and fa["verified"] is not None and fa["verified"] >= 0.2:
         lines.append("")
-        lines.append(f"WARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are verified: "
-                     "the recogniser cannot tell these identities apart at this resolution, so a verified share "
+        lines.append(f"WARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
+                     "verified: the recogniser cannot tell these identities apart at this resolution, so a verified share "
                      "above measures face-likeness, not identity leakage; compare each share with its false-accept "
                      "column.")
     if results.get("false_accept_note"):
