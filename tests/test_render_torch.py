@@ -73,8 +73,9 @@ def reference_render(means, quats, scales, opac, colors, cams, depth_convention=
             out["normals"][c] += w[..., None] * proj.normals[c, n]
             out["alpha"][c, ..., 0] += w
             out["depth"][c, ..., 0] += w * d
-            out["distortion"][c, ..., 0] += 2 * (w * d * (1 - T) - w * acc_wd)
-            acc_wd += w * d
+            dc = proj.depths[c, n]  # distortion always uses the (sorted) centre depths
+            out["distortion"][c, ..., 0] += 2 * (w * dc * (1 - T) - w * acc_wd)
+            acc_wd += w * dc
             out["median"][c, ..., 0] = torch.where(live & (T > 0.5), d, out["median"][c, ..., 0])
             T = torch.where(live, next_T, T)
     out["depth"] = out["depth"] / out["alpha"].clamp_min(1e-10)
@@ -383,3 +384,15 @@ def test_empty_and_bad_inputs():
     with pytest.raises(PrivsplatError, match="CUDA"):
         rasterize(torch.zeros(2, 3), torch.ones(2, 4), torch.ones(2, 3), torch.ones(2), torch.ones(2, 3),
                   cams, backend="gsplat")
+
+
+def test_distortion_is_never_negative_with_tilted_surfels():
+    """Intersection depths of tilted surfels are not in sort order; distortion must stay >= 0
+    (a negative distortion is a loss the optimiser can drive to minus infinity)."""
+    means, quats, scales, opac, colors = random_scene(300, seed=5)
+    scales = scales * 3  # large, overlapping, tilted
+    cams = make_cameras([(0, 0, -2.0), (1.0, 0.3, -1.6)], width=32, height=24)
+    out = rasterize(means, quats, scales, opac, colors, cams, backend="torch", depth_convention="intersection")
+    assert out.meta["n_pairs"] > 2000
+    assert out.distortion.min() >= -1e-6
+    assert out.distortion.max() > 0

@@ -34,8 +34,8 @@ class RenderOutput:
     distortion: [C,H,W,1] 2DGS depth-distortion loss per pixel.
     meta: what gsplat.strategy.DefaultStrategy needs: "means2d" (a [C,N,2] tensor that
         retains its grad after backward), "gradient_2dgs" (same shape, the 2DGS
-        densification signal), "radii" [C,N] (int, 0 = not visible; gsplat 1.5.3 gives
-        [C,N,2] and the strategy accepts both), "width", "height", "n_cameras",
+        densification signal), "radii" [C,N,2] (int per-axis pixel radii, 0 = not visible;
+        DefaultStrategy requires the last axis), "width", "height", "n_cameras",
         and backend-specific stats (e.g. "n_pairs").
     """
 

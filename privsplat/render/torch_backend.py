@@ -478,8 +478,12 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     T = torch.exp(_SegmentExclusiveCumsum.apply(log_t, seg.first, seg.last)).to(dt)  # before this pair
     w = alpha * T
     wd = w * depth
-    d_excl = _SegmentExclusiveCumsum.apply(wd.double(), seg.first, seg.last).to(dt)
-    distortion = 2.0 * (wd * (1.0 - T) - w * d_excl)                          # gsplat's L1 form
+    # Distortion (gsplat's L1 form 2 sum_i w_i sum_{j<i} w_j (d_i - d_j)) needs depths in the
+    # order pairs are sorted, i.e. centre depths: with intersection depths a tilted surfel can
+    # come "before" its predecessor and the sum goes negative, which the optimiser then exploits.
+    wd_sorted = wd if depth_convention == "center" else w * gz
+    d_excl = _SegmentExclusiveCumsum.apply(wd_sorted.double(), seg.first, seg.last).to(dt)
+    distortion = 2.0 * (wd_sorted * (1.0 - T) - w * d_excl)
     with torch.no_grad():  # median: the last pair entered with T > 0.5
         half_T = T > 0.5
         median_sel = half_T.clone()
