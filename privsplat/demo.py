@@ -40,6 +40,8 @@ class Demo:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     overwrite: bool = False
     progress: bool = True
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default). On a busy machine 1 avoids thread stalls."""
 
     def run(self) -> None:
         from .data.synth import synthesize
@@ -71,7 +73,7 @@ class Demo:
         timings["protect"] = time.perf_counter() - t
         t = time.perf_counter()
         metrics = fit_run(protected, run, load_preset(self.preset), device=self.device, overwrite=True,
-                          progress=self.progress, preset=self.preset)
+                          progress=self.progress, preset=self.preset, threads=self.threads)
         timings["fit_and_mesh"] = time.perf_counter() - t
         t = time.perf_counter()
         scores = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply",

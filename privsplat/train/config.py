@@ -87,7 +87,7 @@ class FitConfig:
 
     mesh_orbit_views: int = 24
     mesh_resolution: int = 0
-    """Depth-map size (long side) used for TSDF fusion; 0 = 4x the camera resolution, at least 256."""
+    """Depth-map size (long side) used for TSDF fusion; 0 = 2x the camera resolution, at least 128."""
     mesh_voxel: float = 0.0
     """TSDF voxel in normalised units; 0 = auto from the scene radius and depth-map size."""
     mesh_clusters: int = 1

@@ -30,7 +30,8 @@ def _check_out(data: Path, out: Path) -> None:
 
 
 def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resume: bool = False,
-            overwrite: bool = False, progress: bool = True, preset: str = "custom") -> dict:
+            overwrite: bool = False, progress: bool = True, preset: str = "custom", threads: int = 0,
+            mesh: bool = True) -> dict:
     """Fit, export splats.ply, renders/, mesh.ply and metrics.json into `out`. Returns the metrics."""
     import yaml
 
@@ -49,6 +50,10 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
         raise PrivsplatError(f"output folder {out} exists and is not empty; choose another --out, "
                              "pass --resume to continue it, or --overwrite to replace its results")
     dev = resolve_device(device)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
     t_start = time.perf_counter()
     dataset = load_dataset(data)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,13 +74,15 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
 
     write_splats_ply(model, out / "splats.ply", transform=(dataset.center, dataset.scale))
     save_renders(trainer, out / "renders")
-    t_mesh = time.perf_counter()
-    resolution = cfg.mesh_resolution or max(256, 4 * max(dataset.frames[0].width, dataset.frames[0].height))
-    V, F, mp = extract_mesh(model, dataset, resolution=resolution, n_orbit=cfg.mesh_orbit_views,
-                            clusters=cfg.mesh_clusters, voxel=cfg.mesh_voxel, backend=cfg.backend)
-    write_mesh_ply(out / "mesh.ply", V, F)
-    metrics["mesh"] = {"vertices": len(V), "triangles": len(F), "seconds": round(time.perf_counter() - t_mesh, 2),
-                       **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in dataclasses.asdict(mp).items()}}
+    if mesh:
+        t_mesh = time.perf_counter()
+        V, F, mp = extract_mesh(model, dataset, resolution=mesh_resolution(cfg, dataset), n_orbit=cfg.mesh_orbit_views,
+                                clusters=cfg.mesh_clusters, voxel=cfg.mesh_voxel, backend=cfg.backend)
+        write_mesh_ply(out / "mesh.ply", V, F)
+        metrics["mesh"] = {"vertices": len(V), "triangles": len(F),
+                           "seconds": round(time.perf_counter() - t_mesh, 2),
+                           **{k: (round(v, 6) if isinstance(v, float) else v)
+                              for k, v in dataclasses.asdict(mp).items()}}
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
     metrics["peak_rss_mb"] = peak_rss_mb()
     if dev.type == "cuda":
@@ -85,6 +92,12 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
     write_json(out / "metrics.json", metrics)
     log.info("fit done in %.1f s: %s", metrics["total_seconds"], out)
     return metrics
+
+
+def mesh_resolution(cfg: FitConfig, dataset) -> int:
+    """Depth-map long side for TSDF fusion: the config's, else 2x the cameras', at least 128."""
+    f0 = dataset.frames[0]
+    return cfg.mesh_resolution or max(128, 2 * max(f0.width, f0.height))
 
 
 def peak_rss_mb() -> float:
@@ -166,6 +179,10 @@ class Fit:
     """Continue the run in --out from its last checkpoint."""
     overwrite: bool = False
     progress: bool = True
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default). On a busy machine 1 avoids thread stalls."""
+    mesh: bool = True
+    """Extract mesh.ply after fitting (--no-mesh: later, with `privsplat mesh --run`)."""
     config: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=FitConfig)
 
     @classmethod
@@ -176,7 +193,8 @@ class Fit:
     def run(self) -> None:
         setup_logging()
         fit_run(self.data, self.out, self.config, device=self.device, resume=self.resume,
-                overwrite=self.overwrite, progress=self.progress, preset=self.preset)
+                overwrite=self.overwrite, progress=self.progress, preset=self.preset, threads=self.threads,
+                mesh=self.mesh)
 
 
 @dataclass
@@ -215,9 +233,7 @@ class Mesh:
         dataset = load_dataset(Path(saved["data"]))
         dev = resolve_device(self.device)
         model = SurfelModel.from_state(torch.load(ckpt, map_location=dev, weights_only=False)["model"], dev)
-        f0 = dataset.frames[0]
-        resolution = self.resolution or cfg.mesh_resolution or max(256, 4 * max(f0.width, f0.height))
-        V, F, mp = extract_mesh(model, dataset, resolution=resolution,
+        V, F, mp = extract_mesh(model, dataset, resolution=self.resolution or mesh_resolution(cfg, dataset),
                                 n_orbit=cfg.mesh_orbit_views if self.orbit_views < 0 else self.orbit_views,
                                 clusters=cfg.mesh_clusters if self.clusters < 0 else self.clusters,
                                 voxel=self.voxel or cfg.mesh_voxel, backend=cfg.backend)

@@ -114,6 +114,18 @@ def initial_model(dataset: Dataset, views: list[View], cfg: FitConfig, use_templ
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
 
+def _full_screen_gradient(meta: dict) -> torch.Tensor:
+    """The densification signal: the screen-space gradient of the loss w.r.t. moving each surfel.
+
+    gsplat's 2DGS signal (meta["gradient_2dgs"]) covers only pixels where the ray hits the surfel
+    itself; pixels in the screen-space low-pass regime send their gradient to means2d instead. At
+    64 px most surfels live in that regime, so the two are summed (on both backends alike)."""
+    grads = [meta[k].grad for k in ("gradient_2dgs", "means2d") if meta[k].grad is not None]
+    holder = torch.zeros_like(meta["means2d"]).detach()
+    holder.grad = sum(grads) if grads else torch.zeros_like(holder)
+    return holder
+
+
 class Trainer:
     def __init__(self, dataset: Dataset, cfg: FitConfig, run_dir: Path, device: torch.device,
                  progress: bool = True):
@@ -188,7 +200,7 @@ class Trainer:
                 refine_stop_iter=int(cfg.densify_stop * n_steps),
                 refine_every=cfg.densify_every, reset_every=cfg.reset_every,
                 grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opa,
-                key_for_gradient="gradient_2dgs", verbose=False)
+                key_for_gradient="grad2d_full", verbose=False)
             self.strategy.check_sanity(p, self.optimizers)
             self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         if stage2:
@@ -244,13 +256,17 @@ class Trainer:
         for i in picks:
             terms = self._losses(pool[i], frac)
             loss = sum(terms.values()) / len(picks)
+            meta = self._last_meta
             if self.strategy is not None:
-                self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state,
-                                                self.step, self._last_meta)
+                for key in ("means2d", "gradient_2dgs"):
+                    if meta[key].requires_grad:
+                        meta[key].retain_grad()
             loss.backward()
-            loss_sum += float(loss)
+            if self.strategy is not None:
+                meta["grad2d_full"] = _full_screen_gradient(meta)
+            loss_sum += float(loss.detach())
             for k, v in terms.items():
-                total[k] = total.get(k, 0.0) + float(v) / len(picks)
+                total[k] = total.get(k, 0.0) + float(v.detach()) / len(picks)
         if not math.isfinite(loss_sum):
             raise PrivsplatError(f"the loss became {loss_sum} at {self.stage} step {self.step}; "
                                  "lower the learning rates (e.g. --lr-means) or check the cameras")
