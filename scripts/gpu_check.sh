@@ -19,7 +19,7 @@ python3 -m privsplat render-bench --backends all --cases 20000x64 100000x512 300
 for res in ${FIT_RES:-64 512}; do
   [ -d ".gpu/head${res}-protected" ] || continue
   preset=head64; [ "$res" -gt 128 ] && preset=head512
-  python3 -m privsplat fit --data ".gpu/head${res}-protected" --out "/tmp/run${res}" --preset $preset \
+  timeout ${FIT_TIMEOUT:-200} python3 -m privsplat fit --data ".gpu/head${res}-protected" --out "/tmp/run${res}" --preset $preset \
       --no-mesh --no-progress ${FIT_ARGS:-} > "$OUT/fit${res}.log" 2>&1; echo "fit $res rc=$?"; tail -3 "$OUT/fit${res}.log"
   cp "/tmp/run${res}/metrics.json" "$OUT/fit${res}_metrics.json" 2>/dev/null
   python3 -c "import torch,sys; s=torch.load(sys.argv[1],weights_only=False); torch.save({'model': s['model']}, sys.argv[2])" \
