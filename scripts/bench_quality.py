@@ -59,6 +59,7 @@ def main() -> int:
     ap.add_argument("--neutral-views", type=int, default=15)
     ap.add_argument("--preset", default="head64")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value (YAML values)")
     args = ap.parse_args()
 
@@ -86,7 +87,7 @@ def main() -> int:
             run = args.out / "runs" / f"{head}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
             t = time.perf_counter()
             m = fit_run(data if which == "rgb" else prot, run, cfg, device=args.device, overwrite=True,
-                        progress=False, preset=args.preset)
+                        progress=False, preset=args.preset, threads=args.threads)
             s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=mask)
             results[key] = {"head": head, "row": row, "chamfer": s["chamfer"], "accuracy": s["accuracy"],
                             "completeness": s["completeness"], "seconds": round(time.perf_counter() - t, 1),
