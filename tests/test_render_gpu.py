@@ -60,7 +60,12 @@ def test_forward_parity_with_gsplat():
     outs = render_both(params, cams)
     t, g = outs["torch"][0], outs["gsplat"][0]
     print(f"\n  torch pairs {t.meta['n_pairs']}, gsplat tile intersections {g.meta['n_isects']}")
-    assert torch.equal(t.meta["radii"].cpu(), g.meta["radii"].cpu())
+    # Radii are ceil()s of float32 expressions that CUDA and torch evaluate in different orders:
+    # allow a one-pixel difference on a few surfels (measured on an H100: not bit-equal).
+    diff = (t.meta["radii"].cpu() - g.meta["radii"].cpu()).abs()
+    print(f"  radii: {int((diff > 0).sum())} of {diff.numel()} differ, max {int(diff.max())} px")
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01
+    assert torch.equal(t.meta["radii"].cpu() > 0, g.meta["radii"].cpu() > 0)
     robust_close("means2d", t.meta["means2d"], g.meta["means2d"], 1e-4, 1e-3)
     robust_close("rgb", t.rgb, g.rgb, 1e-5, 2e-3)
     robust_close("alpha", t.alpha, g.alpha, 1e-5, 2e-3)
