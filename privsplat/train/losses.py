@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..render import RenderOutput
-
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SSIM of two [H,W,C] images (pytorch-msssim, Gaussian window 11 or the largest odd size that fits)."""
@@ -32,10 +30,10 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: fl
     return (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(render, target))
 
 
-def normal_consistency(out: RenderOutput) -> torch.Tensor:
+def normal_consistency(normals: torch.Tensor, depth_normals: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """1 - <rendered normal, normal from rendered depth>, weighted by (detached) alpha, as in 2DGS."""
-    cos = (out.normals * out.depth_normals).sum(-1, keepdim=True)
-    return (out.alpha.detach() * (1 - cos)).mean()
+    cos = (normals * depth_normals).sum(-1, keepdim=True)
+    return (alpha.detach() * (1 - cos)).mean()
 
 
 def mask_loss(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -217,13 +217,12 @@ class Trainer:
         self.albedo_stage1 = self.model.albedo().detach().clone()
 
     # --- one step ---
-    def _losses(self, view: View, frac: float) -> dict[str, torch.Tensor]:
+    def _view_losses(self, view: View, out, i: int, frac: float) -> dict[str, torch.Tensor]:
+        """Data and geometry terms of view `view`, rendered as camera `i` of the batch `out`."""
         from ..privacy.sigma import gradient_magnitude
 
         cfg = self.cfg
-        out = self.model.render(view.camera, backend=self.backend, background=cfg.background)
-        self._last_meta = out.meta
-        rgb = out.rgb[0]
+        rgb = out.rgb[i]
         terms: dict[str, torch.Tensor] = {}
         if view.rgb is not None and (view.kind == "rgb" or self.stage != "stage1"):
             terms["rgb"] = L.photometric_loss(rgb, view.rgb, cfg.ssim_weight, view.valid)
@@ -235,28 +234,48 @@ class Trainer:
                     f"{tuple(view.magnitude.shape)}; the camera size and the manifest's resolution disagree")
             terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region)
         if view.mask is not None and cfg.mask_weight > 0:
-            terms["mask"] = cfg.mask_weight * L.mask_loss(out.alpha[0], view.mask)
+            terms["mask"] = cfg.mask_weight * L.mask_loss(out.alpha[i], view.mask)
         first = self.stage in ("stage1", "rgb", "mixed")
         if cfg.normal_weight > 0 and (not first or frac >= cfg.normal_start):
-            terms["normal"] = cfg.normal_weight * L.normal_consistency(out)
+            terms["normal"] = cfg.normal_weight * L.normal_consistency(out.normals[i], out.depth_normals[i],
+                                                                       out.alpha[i])
         if cfg.dist_weight > 0 and (not first or frac >= cfg.dist_start):
-            terms["dist"] = cfg.dist_weight * out.distortion.mean()
-        if self.stage == "stage2" and self.neighbours is not None and cfg.colour_reg_weight > 0:
-            if cfg.colour_reg == "smooth":
-                terms["colour"] = cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)
-            elif cfg.colour_reg == "drift":
-                terms["colour"] = cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()
+            terms["dist"] = cfg.dist_weight * out.distortion[i].mean()
         return terms
 
+    def _colour_terms(self) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        if self.stage != "stage2" or self.neighbours is None or cfg.colour_reg_weight <= 0:
+            return {}
+        if cfg.colour_reg == "smooth":
+            return {"colour": cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)}
+        if cfg.colour_reg == "drift":
+            return {"colour": cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()}
+        return {}
+
     def _train_step(self, frac: float) -> dict[str, float]:
+        """One optimiser step on views_per_step views, rendered together (one rasterizer call per
+        image size): on a GPU a batch costs little more than one view."""
         pool = self._pool()
-        picks = self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)), replace=False)
+        picks = [pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)),
+                                                  replace=False)]
+        by_size: dict[tuple[int, int], list[View]] = {}
+        for v in picks:
+            by_size.setdefault((v.camera.width, v.camera.height), []).append(v)
         total: dict[str, float] = {}
         loss_sum = 0.0
-        for i in picks:
-            terms = self._losses(pool[i], frac)
-            loss = sum(terms.values()) / len(picks)
-            meta = self._last_meta
+        for (w, h), views in by_size.items():
+            cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]),
+                           w, h)
+            out = self.model.render(cams, backend=self.backend, background=self.cfg.background)
+            terms: dict[str, torch.Tensor] = {}
+            for i, v in enumerate(views):
+                for k, t in self._view_losses(v, out, i, frac).items():
+                    terms[k] = terms.get(k, 0.0) + t / len(picks)
+            if len(by_size) == 1 or not total:  # regularisers once per step
+                terms.update(self._colour_terms())
+            loss = sum(terms.values())
+            meta = out.meta
             if self.strategy is not None:
                 for key in ("means2d", "gradient_2dgs"):
                     if meta[key].requires_grad:
@@ -264,9 +283,10 @@ class Trainer:
             loss.backward()
             if self.strategy is not None:
                 meta["grad2d_full"] = _full_screen_gradient(meta)
+            self._last_meta = meta
             loss_sum += float(loss.detach())
-            for k, v in terms.items():
-                total[k] = total.get(k, 0.0) + float(v.detach()) / len(picks)
+            for k, t in terms.items():
+                total[k] = total.get(k, 0.0) + float(t.detach())
         if not math.isfinite(loss_sum):
             raise PrivsplatError(f"the loss became {loss_sum} at {self.stage} step {self.step}; "
                                  "lower the learning rates (e.g. --lr-means) or check the cameras")
