@@ -137,7 +137,9 @@ def save_renders(trainer, folder: Path, n_each: int = 2) -> None:
             render = out.rgb[0].clamp(0, 1)
             normal = u8(out.normals[0].cpu().numpy() * 0.5 + 0.5)
             if v.kind == "rgb":
-                row = [u8(v.rgb.cpu().numpy()), u8(render.cpu().numpy()), normal]
+                size = (render.shape[1], render.shape[0])
+                row = [cv2.resize(u8(v.rgb.cpu().numpy()), size, interpolation=cv2.INTER_NEAREST),
+                       u8(render.cpu().numpy()), normal]
             else:
                 mag = gradient_magnitude(render, trainer.sigma).cpu().numpy()
                 target = v.magnitude.cpu().numpy()

@@ -66,28 +66,28 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         cam = Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=device)
         if cfg.render_scale != 1.0:
             cam = cam.scaled(cfg.render_scale)
+        # Targets stay at the frame's own size; renders are area-downsampled to it (render_scale > 1
+        # keeps surfels larger than the rasterizer's screen-space low-pass at low resolution).
         mask = load_mask(f)
-        v = View(f.name, f.kind, cam, mask=t(_resize(mask, cam)))
+        v = View(f.name, f.kind, cam, mask=t(mask))
         if f.kind == "rgb":
-            v.rgb = t(_composite(_resize(load_rgb(f), cam), _resize(mask, cam), bg))
+            v.rgb = t(_composite(load_rgb(f), mask, bg))
         else:
             mag, region = load_protected(f)
             v.magnitude, v.region = t(mag), t(region)
             if f.rgb_outside_path is not None:
                 rgb, valid = load_rgb_outside(f)
-                v.rgb = t(_composite(_resize(rgb, cam), _resize(mask, cam), bg))
-                v.valid = t(_resize(valid, cam))
+                v.rgb = t(_composite(rgb, mask, bg))
+                v.valid = t(valid)
         views.append(v)
     return views
 
 
-def _resize(img: np.ndarray | None, cam: Cameras) -> np.ndarray | None:
-    if img is None or img.shape[:2] == (cam.height, cam.width):
+def to_size(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-downsample an [H,W,C] render to (h, w) (identity when already that size)."""
+    if tuple(img.shape[:2]) == tuple(size):
         return img
-    import cv2
-
-    interp = cv2.INTER_AREA if img.shape[0] > cam.height else cv2.INTER_LINEAR
-    return cv2.resize(img, (cam.width, cam.height), interpolation=interp)
+    return torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
 
 
 def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.ndarray:
@@ -225,7 +225,8 @@ class Trainer:
         rgb = out.rgb[i]
         terms: dict[str, torch.Tensor] = {}
         if view.rgb is not None and (view.kind == "rgb" or self.stage != "stage1"):
-            terms["rgb"] = L.photometric_loss(rgb, view.rgb, cfg.ssim_weight, view.valid)
+            terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight,
+                                              view.valid)
         if view.magnitude is not None:
             mag = gradient_magnitude(rgb, self.sigma)
             if mag.shape != view.magnitude.shape:
@@ -234,7 +235,7 @@ class Trainer:
                     f"{tuple(view.magnitude.shape)}; the camera size and the manifest's resolution disagree")
             terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region)
         if view.mask is not None and cfg.mask_weight > 0:
-            terms["mask"] = cfg.mask_weight * L.mask_loss(out.alpha[i], view.mask)
+            terms["mask"] = cfg.mask_weight * L.mask_loss(to_size(out.alpha[i], view.mask.shape), view.mask)
         first = self.stage in ("stage1", "rgb", "mixed")
         if cfg.normal_weight > 0 and (not first or frac >= cfg.normal_start):
             terms["normal"] = cfg.normal_weight * L.normal_consistency(out.normals[i], out.depth_normals[i],
