@@ -15,11 +15,11 @@ t0=$(date +%s)
 python3 -c "import torch, gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'compiled; torch', torch.__version__, torch.cuda.get_device_name())" 2>&1 | tail -3
 echo "jit build: $(( $(date +%s) - t0 )) s"
 python3 -m pytest -q -s -rs tests/test_render_gpu.py > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc=$?"; tail -25 "$OUT/gpu_tests.log"
-python3 -m privsplat render-bench --backends all --cases 20000x64 100000x512 300000x512 --json-out "$OUT/render_bench.json" > /dev/null 2>&1; echo "render-bench rc=$?"
+[ "${BENCH:-1}" = 1 ] && python3 -m privsplat render-bench --backends all --cases 20000x64 100000x512 300000x512 --json-out "$OUT/render_bench.json" > /dev/null 2>&1; echo "render-bench rc=$?"
 for res in ${FIT_RES:-64 512}; do
   [ -d ".gpu/head${res}-protected" ] || continue
   preset=head64; [ "$res" -gt 128 ] && preset=head512
-  timeout ${FIT_TIMEOUT:-200} python3 -m privsplat fit --data ".gpu/head${res}-protected" --out "/tmp/run${res}" --preset $preset \
+  args=FIT_ARGS_$res; timeout ${FIT_TIMEOUT:-200} python3 -m privsplat fit --data ".gpu/head${res}-protected" --out "/tmp/run${res}" --preset $preset ${!args:-} \
       --no-mesh --no-progress ${FIT_ARGS:-} > "$OUT/fit${res}.log" 2>&1; echo "fit $res rc=$?"; tail -3 "$OUT/fit${res}.log"
   cp "/tmp/run${res}/metrics.json" "$OUT/fit${res}_metrics.json" 2>/dev/null
   python3 -c "import torch,sys; s=torch.load(sys.argv[1],weights_only=False); torch.save({'model': s['model']}, sys.argv[2])" \
