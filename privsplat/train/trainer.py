@@ -144,6 +144,9 @@ class Trainer:
                              (cfg.template == "auto" and self.protected_views
                               and len(self.rgb_views) < cfg.min_neutral_views))
         self.stages = self._plan_stages()
+        center = look_at_point(dataset)
+        self.scene_scale = 1.1 * max(float(np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center))
+                                     for f in dataset.frames)
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
@@ -202,7 +205,12 @@ class Trainer:
                 grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opa,
                 key_for_gradient="grad2d_full", verbose=False)
             self.strategy.check_sanity(p, self.optimizers)
-            self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+            # gsplat's convention: the scene scale is the cameras' extent (1.1 x their largest
+            # distance from the look-at point). It sets the size above which a surfel is split
+            # rather than cloned (1 % of it); with 1.0 here (the object's radius) surfels were split
+            # far below a pixel, rendered as screen-space low-pass blobs, and the fitted surface
+            # sank about a pixel inside the silhouettes.
+            self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         if stage2:
             self._setup_colour_reg()
 
