@@ -60,7 +60,7 @@ def render_depths(model, cameras: list[Cameras], backend: str) -> list[tuple[np.
 
 def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> list[Cameras]:
     """The training cameras plus an orbit, all rendered with long side `resolution`."""
-    from ..train.init import look_at_point, world_up
+    from ..train.init import camera_distances, world_up
 
     device = model.device
     cams = []
@@ -68,8 +68,7 @@ def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> li
         s = resolution / max(f.width, f.height)
         cams.append(Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=device).scaled(s))
     if n_orbit > 0:
-        center = look_at_point(dataset)
-        dists = [np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center) for f in dataset.frames]
+        center, dists = camera_distances(dataset)
         f0 = dataset.frames[0]
         K = f0.K * (resolution / max(f0.width, f0.height))
         K[2, 2] = 1.0
@@ -78,14 +77,13 @@ def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> li
     return cams
 
 
-def auto_params(model, dataset: Dataset, resolution: int, n_views: int, clusters: int,
+def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int,
                 voxel: float = 0.0) -> MeshParams:
     """2DGS's auto rule (depth_trunc = 2 x camera radius, sdf_trunc = 5 voxels), with the voxel
     no finer than the depth maps can support: about one pixel's footprint on the object."""
-    from ..train.init import look_at_point
+    from ..train.init import camera_distances
 
-    center = look_at_point(dataset)
-    cam_radius = float(np.median([np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center) for f in dataset.frames]))
+    cam_radius = float(np.median(camera_distances(dataset)[1]))
     depth_trunc = 2.0 * cam_radius
     if voxel <= 0:
         f0 = dataset.frames[0]
@@ -141,7 +139,7 @@ def extract_mesh(model, dataset: Dataset, *, resolution: int, n_orbit: int, clus
     """Render median depth from the training cameras + an orbit, fuse, and return the mesh in the
     INPUT's units and frame (dataset.to_input_units)."""
     cams = fusion_cameras(model, dataset, resolution, n_orbit)
-    params = auto_params(model, dataset, resolution, len(cams), clusters, voxel)
+    params = auto_params(dataset, resolution, len(cams), clusters, voxel)
     V, F = fuse_tsdf(render_depths(model, cams, backend), params)
     return dataset.to_input_units(V), F, params
 

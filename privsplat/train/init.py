@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from ..data.dataset import Dataset
+from ..data.normalise import closest_point_to_axes
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +18,14 @@ def camera_centers(dataset: Dataset) -> np.ndarray:
 
 def look_at_point(dataset: Dataset) -> np.ndarray:
     """The point closest (least squares) to every camera's optical axis."""
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for f in dataset.frames:
-        c2w = np.linalg.inv(f.w2c)
-        o, d = c2w[:3, 3], c2w[:3, 2] / np.linalg.norm(c2w[:3, 2])
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ o
-    return np.linalg.lstsq(A, b, rcond=None)[0]
+    c2w = np.stack([np.linalg.inv(f.w2c) for f in dataset.frames])
+    return closest_point_to_axes(c2w[:, :3, 3], c2w[:, :3, 2])
+
+
+def camera_distances(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(look-at point, each camera's distance from it)."""
+    center = look_at_point(dataset)
+    return center, np.linalg.norm(camera_centers(dataset) - center, axis=1)
 
 
 def world_up(dataset: Dataset) -> np.ndarray:
@@ -41,9 +41,9 @@ def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
     or None when the hull is empty (masks inconsistent with the cameras)."""
     from scipy import ndimage
 
-    center = look_at_point(dataset)
+    center, dists = camera_distances(dataset)
     if radius is None:
-        radius = 0.6 * np.median(np.linalg.norm(camera_centers(dataset) - center, axis=1))
+        radius = 0.6 * np.median(dists)
     axis = np.linspace(-radius, radius, grid)
     X = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3) + center
     inside = np.ones(len(X), dtype=bool)
@@ -118,7 +118,7 @@ def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
     nrm = np.cross(tri[face_idx, 1] - tri[face_idx, 0], tri[face_idx, 2] - tri[face_idx, 0])
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
 
-    center = look_at_point(dataset)
+    center, dists = camera_distances(dataset)
     up = world_up(dataset)
     sensitive = [f for f in dataset.frames if f.kind == "protected"] or dataset.frames
     face_dir = np.mean([np.linalg.inv(f.w2c)[:3, 3] - center for f in sensitive], axis=0)
@@ -136,8 +136,7 @@ def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
         center = hp.mean(0)
     else:
         f0 = dataset.frames[0]
-        dist = np.median(np.linalg.norm(camera_centers(dataset) - center, axis=1))
-        height = 0.7 * dist * f0.height / f0.K[1, 1]
+        height = 0.7 * np.median(dists) * f0.height / f0.K[1, 1]
     scale = height / tmpl_height
     log.info("template prior: ICT neutral head, scale %.4g, centre %s", scale, np.round(center, 3))
     pts = (pts - tmpl_center) * scale @ R.T + center

@@ -21,20 +21,11 @@ import torch.nn.functional as F
 
 from ..cameras import Cameras
 from ..render import RenderOutput, rasterize
+from ..render.sh import C0 as SH_C0
+from ..render.torch_backend import quat_axes
 from .config import FitConfig
 
 FLAT_LOG_SCALE = math.log(1e-6)  # the third scale of a surfel: flat
-SH_C0 = 0.28209479177387814
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """wxyz quaternions [N,4] (any norm) -> rotation matrices [N,3,3]."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
 def quats_from_normals(normals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -128,12 +119,9 @@ class SurfelModel(torch.nn.Module):
     def device(self) -> torch.device:
         return self.params["means"].device
 
-    def rotations(self) -> torch.Tensor:
-        return quat_to_rotmat(self.params["quats"])
-
     def normals(self) -> torch.Tensor:
         """Surfel normals [N,3] (the rotation's z axis); sign is arbitrary."""
-        return self.rotations()[..., 2]
+        return quat_axes(self.params["quats"])[2]
 
     def albedo(self) -> torch.Tensor:
         return torch.sigmoid(self.params["albedo"])

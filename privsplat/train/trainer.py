@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from ..cameras import Cameras
-from ..data.dataset import Dataset, Frame
+from ..data.dataset import Dataset
 from ..errors import PrivsplatError
 from ..io import atomic_path
 from . import losses as L
 from .config import FitConfig
-from .init import look_at_point, sample_hull, sphere_points, template_points, visual_hull
+from .init import camera_distances, sample_hull, sphere_points, template_points, visual_hull
 from .model import SurfelModel
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,8 @@ def initial_model(dataset: Dataset, views: list[View], cfg: FitConfig, use_templ
         pts, nrm = sample_hull(*hull, cfg.n_init, rng)
         how = f"visual hull of {len(masks)} masks"
     else:
-        center = look_at_point(dataset)
-        dist = np.median([np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center) for f in dataset.frames])
-        pts, nrm = sphere_points(center, 0.3 * dist, cfg.n_init, rng)
+        center, dists = camera_distances(dataset)
+        pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
@@ -144,9 +143,7 @@ class Trainer:
                              (cfg.template == "auto" and self.protected_views
                               and len(self.rgb_views) < cfg.min_neutral_views))
         self.stages = self._plan_stages()
-        center = look_at_point(dataset)
-        self.scene_scale = 1.1 * max(float(np.linalg.norm(np.linalg.inv(f.w2c)[:3, 3] - center))
-                                     for f in dataset.frames)
+        self.scene_scale = 1.1 * float(camera_distances(dataset)[1].max())
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
