@@ -24,10 +24,7 @@ def scene(n=5):
     for i in range(n):
         a = 2 * np.pi * i / n
         eye = TARGET + 4.0 * np.array([np.sin(a), 0.3, np.cos(a)])
-        w2c = look_at(eye, TARGET)
-        if w2c[1, :3] @ np.array([0, 1.0, 0]) > 0:  # upright, whatever look_at's roll
-            w2c[:2] *= -1
-        w2cs.append(w2c)
+        w2cs.append(look_at(eye, TARGET))
         Ks.append(np.array([[30.0 + i, 0, 12.7], [0, 31.0 + i, 7.4], [0, 0, 1]]))
     return Ks, w2cs
 

@@ -153,18 +153,6 @@ def ring_cameras(views: int, center: np.ndarray, distance: float) -> list[tuple[
     return out
 
 
-def upright(w2c: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
-    """The same camera turned 180° about its axis if image-down points along world up.
-
-    cameras.look_at in the skeleton returned such rolled cameras (upside-down renders,
-    which face detectors miss); this keeps synth right whether or not that is fixed.
-    """
-    if w2c[1, :3] @ up > 0:
-        w2c = w2c.copy()
-        w2c[:2] *= -1
-    return w2c
-
-
 def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     fn = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
     vn = np.zeros_like(V)
@@ -240,7 +228,7 @@ def synthesize(mesh: str = "ict", out: str | Path = "synth", views: int = 36, re
         (tmp / "masks").mkdir()
         entries, records = [], []
         for i, (az, el, eye) in enumerate(ring_cameras(views, center, distance)):
-            w2c = upright(look_at(eye, center))
+            w2c = look_at(eye, center)
             rgb, cover = render_view(scene, V, F, vnormals, features, K, w2c, resolution, resolution, center, radius)
             name = f"frame_{i:03d}"
             img_path, mask_path = tmp / "images" / f"{name}.png", tmp / "masks" / f"{name}.png"
