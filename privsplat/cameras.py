@@ -1,7 +1,8 @@
-"""The one camera type: pinhole intrinsics and world-to-camera poses in OpenCV axes.
+"""The one camera type and all camera geometry (centres, look-at point, up, orbits).
 
-Every format parser converts to this at load time (x right, y down, z forward);
-nothing downstream knows about OpenGL/nerfstudio conventions.
+Every format parser converts to OpenCV world-to-camera poses at load time (x right, y down,
+z forward); nothing downstream knows about OpenGL/nerfstudio conventions. The helpers below
+take stacks of such poses ([N,4,4] w2c), so any layer can use them without a Dataset.
 """
 
 from __future__ import annotations
@@ -95,3 +96,61 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 def intrinsics_from_fov(width: int, height: int, fov_x_rad: float) -> np.ndarray:
     fx = 0.5 * width / np.tan(0.5 * fov_x_rad)
     return np.array([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def camera_centers(w2cs: np.ndarray) -> np.ndarray:
+    """World positions of cameras given as [N,4,4] world-to-camera matrices, [N,3]."""
+    w2cs = np.asarray(w2cs, dtype=np.float64)
+    R, t = w2cs[:, :3, :3], w2cs[:, :3, 3]
+    return -np.einsum("nji,nj->ni", R, t)
+
+
+def closest_point_to_axes(centers: np.ndarray, dirs: np.ndarray, pull: float = 1e-6) -> np.ndarray:
+    """Least-squares point nearest to every line (centre, direction); a tiny pull toward the
+    centres' mean keeps it defined when the lines are parallel."""
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    P = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
+    A, b = P.sum(0), np.einsum("nij,nj->i", P, centers)
+    lam = pull * len(centers)
+    return np.linalg.solve(A + lam * np.eye(3), b + lam * centers.mean(axis=0))
+
+
+def look_at_point(w2cs: np.ndarray) -> np.ndarray:
+    """The point closest (least squares) to every camera's optical axis."""
+    w2cs = np.asarray(w2cs, dtype=np.float64)
+    return closest_point_to_axes(camera_centers(w2cs), w2cs[:, 2, :3])
+
+
+def camera_distances(w2cs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(look-at point, each camera's distance from it)."""
+    center = look_at_point(w2cs)
+    return center, np.linalg.norm(camera_centers(w2cs) - center, axis=1)
+
+
+def world_up(w2cs: np.ndarray) -> np.ndarray:
+    """Mean of the cameras' up vectors (image -y axis) in world coordinates."""
+    up = -np.asarray(w2cs, dtype=np.float64)[:, 1, :3].mean(0)
+    return up / max(np.linalg.norm(up), 1e-12)
+
+
+def view_directions(w2cs: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray:
+    """Unit directions from `origin` (default: the world origin) to each camera, [N,3]."""
+    d = camera_centers(w2cs) - (0.0 if origin is None else np.asarray(origin))
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+
+
+def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> list[np.ndarray]:
+    """World-to-camera matrices on a Fibonacci sphere around `center` (no view straight along up)."""
+    poses = []
+    golden = np.pi * (3 - np.sqrt(5))
+    y = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    x = np.cross(y, [0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.cross(y, [1.0, 0.0, 0.0])
+    x /= np.linalg.norm(x)
+    zz = np.cross(x, y)
+    for i in range(n):
+        z = 0.85 - 1.7 * (i + 0.5) / n  # keep away from the poles
+        r = np.sqrt(1 - z * z)
+        eye = center + radius * (r * np.cos(golden * i) * x + z * y + r * np.sin(golden * i) * zz)
+        poses.append(look_at(eye, center, up))
+    return poses

@@ -21,6 +21,24 @@ import numpy as np
 FrameKind = Literal["rgb", "protected"]
 
 
+@dataclass(eq=False)
+class SourceCamera:
+    """The camera of the stored image file, where it differs from the frame's pinhole camera
+    (lens distortion, or a larger size that `max_size` shrinks). Images are read through it:
+    privsplat.data.undistort maps them to the frame's K, width and height on every read."""
+
+    model: str                  # "PINHOLE", "OPENCV" (k1 k2 p1 p2 [k3 [k4 k5 k6]]) or "OPENCV_FISHEYE" (k1..k4)
+    K: np.ndarray               # [3,3] intrinsics of the stored image, pixel centres at integer + 0.5
+    coeffs: tuple[float, ...]   # distortion coefficients in OpenCV's order for `model`
+    width: int
+    height: int
+
+    def key(self) -> tuple:
+        """Hashable identity (frames that share a lens share the undistortion maps)."""
+        return (self.model, tuple(np.round(np.asarray(self.K, dtype=np.float64).ravel(), 9)),
+                tuple(float(c) for c in self.coeffs), int(self.width), int(self.height))
+
+
 @dataclass
 class Frame:
     name: str                   # stem of file_path; what --sensitive LIST names
@@ -34,6 +52,7 @@ class Frame:
     region_mask_path: Path | None = None  # protected frames only: region that was protected;
                                           # None = the whole view is protected
     rgb_outside_path: Path | None = None  # protected frames with a region: RGB with the region removed
+    source: SourceCamera | None = None    # stored image's camera when it is not (K, width, height)
     extra: dict[str, Any] = field(default_factory=dict)
     # extra keys set by the loader: "w2c_input" ([4,4] w2c in the input's units and frame),
     # "magnitude_scale" (protected frames: magnitude = png16 / 65535 * scale)
@@ -54,6 +73,10 @@ class Dataset:
 
     def to_normalised(self, points: np.ndarray) -> np.ndarray:
         return (np.asarray(points) - self.center) * self.scale
+
+    def w2cs(self, kind: FrameKind | None = None) -> np.ndarray:
+        """[N,4,4] world-to-camera poses (normalised world) of every frame, or of one kind."""
+        return np.stack([f.w2c for f in (self.frames if kind is None else self.frames_of(kind))])
 
     def frames_of(self, kind: FrameKind) -> list[Frame]:
         return [f for f in self.frames if f.kind == kind]

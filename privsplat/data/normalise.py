@@ -17,22 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PrivsplatError
+from ..cameras import closest_point_to_axes
 from .dataset import Frame
 
 CAMERA_RADIUS = 3.0
-
-
-def closest_point_to_axes(centers: np.ndarray, dirs: np.ndarray, pull: float = 1e-6) -> np.ndarray:
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c, d in zip(centers, dirs):
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ c
-    mean = centers.mean(axis=0)
-    lam = pull * len(centers)
-    return np.linalg.solve(A + lam * np.eye(3), b + lam * mean)
 
 
 def silhouette_radius(frame: Frame, mask: np.ndarray, center: np.ndarray) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cameras import Cameras, look_at
+from ..cameras import Cameras, camera_distances, orbit_cameras, world_up
 from ..data.dataset import Dataset
 from ..errors import PrivsplatError
 
@@ -29,24 +29,6 @@ class MeshParams:
     clusters: int
 
 
-def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> list[np.ndarray]:
-    """World-to-camera matrices on a Fibonacci sphere around `center` (no view straight along up)."""
-    poses = []
-    golden = np.pi * (3 - np.sqrt(5))
-    for i in range(n):
-        z = 0.85 - 1.7 * (i + 0.5) / n  # keep away from the poles
-        r = np.sqrt(1 - z * z)
-        d = np.array([r * np.cos(golden * i), z, r * np.sin(golden * i)])
-        # rotate so that the sphere's +y is the scene's up
-        y = up / np.linalg.norm(up)
-        x = np.cross(y, [0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.cross(y, [1.0, 0.0, 0.0])
-        x /= np.linalg.norm(x)
-        zz = np.cross(x, y)
-        eye = center + radius * (d[0] * x + d[1] * y + d[2] * zz)
-        poses.append(look_at(eye, center, up))
-    return poses
-
-
 @torch.no_grad()
 def render_depths(model, cameras: list[Cameras], backend: str) -> list[tuple[np.ndarray, Cameras]]:
     out = []
@@ -60,7 +42,6 @@ def render_depths(model, cameras: list[Cameras], backend: str) -> list[tuple[np.
 
 def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> list[Cameras]:
     """The training cameras plus an orbit, all rendered with long side `resolution`."""
-    from ..train.init import camera_distances, world_up
 
     device = model.device
     cams = []
@@ -68,11 +49,11 @@ def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> li
         s = resolution / max(f.width, f.height)
         cams.append(Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=device).scaled(s))
     if n_orbit > 0:
-        center, dists = camera_distances(dataset)
+        center, dists = camera_distances(dataset.w2cs())
         f0 = dataset.frames[0]
         K = f0.K * (resolution / max(f0.width, f0.height))
         K[2, 2] = 1.0
-        for w2c in orbit_cameras(center, float(np.median(dists)), world_up(dataset), n_orbit):
+        for w2c in orbit_cameras(center, float(np.median(dists)), world_up(dataset.w2cs()), n_orbit):
             cams.append(Cameras.from_numpy(K, w2c, cams[0].width, cams[0].height, device=device))
     return cams
 
@@ -81,9 +62,8 @@ def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int,
                 voxel: float = 0.0) -> MeshParams:
     """2DGS's auto rule (depth_trunc = 2 x camera radius, sdf_trunc = 5 voxels), with the voxel
     no finer than the depth maps can support: about one pixel's footprint on the object."""
-    from ..train.init import camera_distances
 
-    cam_radius = float(np.median(camera_distances(dataset)[1]))
+    cam_radius = float(np.median(camera_distances(dataset.w2cs())[1]))
     depth_trunc = 2.0 * cam_radius
     if voxel <= 0:
         f0 = dataset.frames[0]

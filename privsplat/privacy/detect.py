@@ -95,13 +95,6 @@ def detect_face(rgb: np.ndarray, detectors) -> Detection:
     return Detection(False, "no face found")
 
 
-def view_directions(w2cs: np.ndarray) -> np.ndarray:
-    """Unit directions from the (normalised) scene centre to each camera, [N,3]."""
-    R, t = w2cs[:, :3, :3], w2cs[:, :3, 3]
-    centers = -np.einsum("nji,nj->ni", R, t)
-    return centers / np.maximum(np.linalg.norm(centers, axis=1, keepdims=True), 1e-12)
-
-
 def pose_rule(detections: list[Detection], directions: np.ndarray, neutral_angle_deg: float
               ) -> list[tuple[bool, str]]:
     """(sensitive, reason) per view from the detections and the view directions."""

@@ -57,7 +57,8 @@ def parse_sensitive(spec: str, names: list[str]) -> set[str] | str:
 def choose_sensitive(dataset, spec: str, neutral_angle_deg: float = 120.0) -> dict[str, tuple[bool, str]]:
     """name -> (sensitive, reason) for every frame, per --sensitive."""
     from ..data import load_rgb
-    from .detect import available_detectors, detect_face, pose_rule, view_directions
+    from ..cameras import view_directions
+    from .detect import available_detectors, detect_face, pose_rule
 
     names = [f.name for f in dataset.frames]
     choice = parse_sensitive(spec, names)
@@ -73,7 +74,7 @@ def choose_sensitive(dataset, spec: str, neutral_angle_deg: float = 120.0) -> di
         return {n: (True, "no face detector available (install dlib-bin): protecting every view")
                 for n in names}
     detections = [detect_face(load_rgb(f), detectors) for f in dataset.frames]
-    dirs = view_directions(np.stack([f.w2c for f in dataset.frames]))
+    dirs = view_directions(dataset.w2cs())
     return dict(zip(names, pose_rule(detections, dirs, neutral_angle_deg)))
 
 

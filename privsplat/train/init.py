@@ -7,32 +7,9 @@ import logging
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..data.normalise import closest_point_to_axes
+from ..cameras import camera_centers, camera_distances, world_up
 
 log = logging.getLogger(__name__)
-
-
-def camera_centers(dataset: Dataset) -> np.ndarray:
-    return np.stack([np.linalg.inv(f.w2c)[:3, 3] for f in dataset.frames])
-
-
-def look_at_point(dataset: Dataset) -> np.ndarray:
-    """The point closest (least squares) to every camera's optical axis."""
-    c2w = np.stack([np.linalg.inv(f.w2c) for f in dataset.frames])
-    return closest_point_to_axes(c2w[:, :3, 3], c2w[:, :3, 2])
-
-
-def camera_distances(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(look-at point, each camera's distance from it)."""
-    center = look_at_point(dataset)
-    return center, np.linalg.norm(camera_centers(dataset) - center, axis=1)
-
-
-def world_up(dataset: Dataset) -> np.ndarray:
-    """Mean of the cameras' up vectors (image -y axis) in world coordinates."""
-    ups = np.stack([-np.linalg.inv(f.w2c)[:3, 1] for f in dataset.frames])
-    up = ups.mean(0)
-    return up / max(np.linalg.norm(up), 1e-12)
 
 
 def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
@@ -41,7 +18,7 @@ def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
     or None when the hull is empty (masks inconsistent with the cameras)."""
     from scipy import ndimage
 
-    center, dists = camera_distances(dataset)
+    center, dists = camera_distances(dataset.w2cs())
     if radius is None:
         radius = 0.6 * np.median(dists)
     axis = np.linspace(-radius, radius, grid)
@@ -118,10 +95,10 @@ def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
     nrm = np.cross(tri[face_idx, 1] - tri[face_idx, 0], tri[face_idx, 2] - tri[face_idx, 0])
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
 
-    center, dists = camera_distances(dataset)
-    up = world_up(dataset)
+    center, dists = camera_distances(dataset.w2cs())
+    up = world_up(dataset.w2cs())
     sensitive = [f for f in dataset.frames if f.kind == "protected"] or dataset.frames
-    face_dir = np.mean([np.linalg.inv(f.w2c)[:3, 3] - center for f in sensitive], axis=0)
+    face_dir = np.mean(camera_centers(np.stack([f.w2c for f in sensitive])) - center, axis=0)
     face_dir -= (face_dir @ up) * up
     if np.linalg.norm(face_dir) < 1e-8:
         face_dir = np.cross(up, [1.0, 0.0, 0.0])

@@ -21,7 +21,8 @@ from ..errors import PrivsplatError
 from ..io import atomic_path
 from . import losses as L
 from .config import FitConfig
-from .init import camera_distances, sample_hull, sphere_points, template_points, visual_hull
+from ..cameras import camera_distances
+from .init import sample_hull, sphere_points, template_points, visual_hull
 from .model import SurfelModel
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def initial_model(dataset: Dataset, views: list[View], cfg: FitConfig, use_templ
         pts, nrm = sample_hull(*hull, cfg.n_init, rng)
         how = f"visual hull of {len(masks)} masks"
     else:
-        center, dists = camera_distances(dataset)
+        center, dists = camera_distances(dataset.w2cs())
         pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
@@ -143,7 +144,7 @@ class Trainer:
                              (cfg.template == "auto" and self.protected_views
                               and len(self.rgb_views) < cfg.min_neutral_views))
         self.stages = self._plan_stages()
-        self.scene_scale = 1.1 * float(camera_distances(dataset)[1].max())
+        self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
