@@ -149,14 +149,20 @@ def test_nerfstudio_variants(tmp_path):
     np.testing.assert_allclose(load_mask(d.frames[1]), 128 / 255)
 
 
-def test_colmap_distortion_is_refused(tmp_path):
+def test_colmap_opencv_loads_undistorted(tmp_path):
+    """An OPENCV camera loads as a pinhole camera with a zoomed-in K; pinhole-only cameras load as they are."""
     Ks, w2cs = scene(2)
     write_colmap(tmp_path, Ks, w2cs, binary=False)
-    txt = (tmp_path / "sparse/0/cameras.txt").read_text().replace("PINHOLE 24 16 30.0", "OPENCV 24 16 30.0")
-    txt = "\n".join(ln + " 0.1 0 0 0" if ln.startswith("1 OPENCV") else ln for ln in txt.splitlines())
+    txt = (tmp_path / "sparse/0/cameras.txt").read_text().replace("1 PINHOLE 24 16 30.0", "1 OPENCV 24 16 30.0")
+    txt = "\n".join(ln + " -0.1 0 0 0" if ln.startswith("1 OPENCV") else ln for ln in txt.splitlines())
     (tmp_path / "sparse/0/cameras.txt").write_text(txt)
-    with pytest.raises(PrivsplatError, match="image_undistorter"):
-        load_dataset(tmp_path)
+    d = load_dataset(tmp_path)
+    f0, f1 = d.frames
+    assert f0.source is not None and f0.source.model == "OPENCV" and f0.source.coeffs == (-0.1, 0.0, 0.0, 0.0)
+    assert f0.K[0, 0] > Ks[0][0, 0] * 1.01 and f0.K[0, 0] / f0.K[1, 1] == pytest.approx(30.0 / 31.0)
+    assert f1.source is None
+    np.testing.assert_allclose(f1.K, Ks[1])
+    assert load_rgb(f0).shape == (H, W, 3) and load_mask(f0).shape == (H, W)
 
 
 def test_simple_pinhole_and_sparse_root(tmp_path):

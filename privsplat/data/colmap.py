@@ -1,9 +1,11 @@
 """A small reader for COLMAP sparse models (cameras and images, .bin or .txt).
 
-Only undistorted pinhole models are accepted (PINHOLE, SIMPLE_PINHOLE). Distorted
-models (SIMPLE_RADIAL, RADIAL, OPENCV, ...) are refused with the command that fixes
-them (`colmap image_undistorter`), rather than silently undistorted here: the masks and
-every later pixel must use the same undistorted images, which the undistorter produces.
+Pinhole models (PINHOLE, SIMPLE_PINHOLE) load as they are. The distorted models
+SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE become a SourceCamera in
+OpenCV's coefficient order; images and masks are undistorted on read (undistort.py), so
+every later pixel uses the same pinhole camera. Other models (FOV, the *_FISHEYE variants
+other than OPENCV_FISHEYE, THIN_PRISM_FISHEYE) are refused with the command that fixes them.
+COLMAP's pixel centres sit at integer + 0.5, like privsplat's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PrivsplatError
+from .dataset import SourceCamera
 
 # model id -> (name, number of parameters), from COLMAP's camera_models.h
 MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
@@ -58,17 +61,29 @@ def read_model(model_dir: Path) -> tuple[dict[int, ColmapCamera], dict[int, Colm
     raise PrivsplatError(f"COLMAP model in {model_dir} needs both cameras and images (.bin or .txt)")
 
 
-def intrinsics(cam: ColmapCamera) -> np.ndarray:
-    p = cam.params
-    if cam.model == "PINHOLE":
-        fx, fy, cx, cy = p
-    elif cam.model == "SIMPLE_PINHOLE":
-        fx, cx, cy = p
-        fy = fx
+def camera_lens(cam: ColmapCamera, where: str) -> tuple[np.ndarray, SourceCamera | None]:
+    """(K of the stored images, their distortion as a SourceCamera or None when pinhole)."""
+    from .undistort import check_source
+
+    p = [float(v) for v in cam.params]
+    m = cam.model
+    if m in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        fx = fy = p[0]
+        cx, cy = p[1], p[2]
+        # radial terms only: OpenCV's (k1, k2, p1, p2) with p = 0
+        coeffs = () if m == "SIMPLE_PINHOLE" else (p[3], p[4] if m == "RADIAL" else 0.0, 0.0, 0.0)
+    elif m in ("PINHOLE", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE"):
+        fx, fy, cx, cy = p[:4]
+        coeffs = tuple(p[4:])  # COLMAP stores these in OpenCV's order already
     else:
-        raise PrivsplatError(f"COLMAP camera model {cam.model} has lens distortion, which privsplat does not "
-                             "undistort; run `colmap image_undistorter` and load its output")
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        raise PrivsplatError(f"{where}: COLMAP camera model {m} is not supported (privsplat undistorts "
+                             "SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE); run "
+                             "`colmap image_undistorter` and load its output")
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    if not any(coeffs):
+        return K, None
+    model = "OPENCV_FISHEYE" if m == "OPENCV_FISHEYE" else "OPENCV"
+    return K, check_source(SourceCamera(model, K, coeffs, cam.width, cam.height), where)
 
 
 def qvec_to_rotation(q: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ so meshes are written in the input's units and frame.
 Privacy rule: a frame whose kind is "protected" has no RGB the code can reach.
 `privsplat.data.load_rgb` refuses it; only `load_protected` reads its gradient magnitude.
 The parsers, the normalisation rule and the guard live beside this file (formats.py,
-normalise.py, load.py, ../privacy/manifest.py).
+normalise.py, load.py, protected.py).
 """
 
 from __future__ import annotations

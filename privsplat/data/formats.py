@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import PrivsplatError
-from .dataset import Frame
+from .dataset import Frame, SourceCamera
+from .undistort import apply_pinhole, check_source
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
@@ -50,9 +51,13 @@ def detect_format(root: Path) -> str:
                          "cameras.npz with image/ and mask/ (IDR/NeuS)")
 
 
-def parse(root: Path) -> Parsed:
+def parse(root: Path, max_size: int | None = None) -> Parsed:
+    """Frames with pinhole cameras: distorted inputs are undistorted (on read, see undistort.py) and
+    the long side is capped at max_size (None: the stored size)."""
     fmt = detect_format(root)
-    return {"nerfstudio": parse_nerfstudio, "colmap": parse_colmap, "idr": parse_idr}[fmt](root)
+    parsed = {"nerfstudio": parse_nerfstudio, "colmap": parse_colmap, "idr": parse_idr}[fmt](root)
+    apply_pinhole(parsed.frames, max_size)
+    return parsed
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -144,10 +149,6 @@ def parse_nerfstudio(root: Path) -> Parsed:
         raise PrivsplatError(f"{path} needs a 'frames' list")
     if not meta["frames"]:
         raise PrivsplatError(f"{path} has an empty frame list; a dataset needs at least one view")
-    for key in ("k1", "k2", "k3", "k4", "p1", "p2"):
-        if _num(meta, key, str(path)) not in (None, 0.0):
-            raise PrivsplatError(f"{path}: lens distortion ({key}) is not supported; undistort the "
-                                 "images first (e.g. ns-process-data or colmap image_undistorter)")
     frames_raw = meta["frames"]
     paths, poses, intr, masks, extras = [], [], [], [], []
     for i, fr in enumerate(frames_raw):
@@ -168,10 +169,7 @@ def parse_nerfstudio(root: Path) -> Parsed:
         if abs(np.linalg.det(c2w[:3, :3])) < 1e-9:
             raise PrivsplatError(f"{where}: transform_matrix is singular")
         w2c = check_pose(np.linalg.inv(c2w @ GL_TO_CV), where)
-        merged = {**{k: meta[k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x",
-                                          "camera_angle_y") if k in meta},
-                  **{k: fr[k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x",
-                                        "camera_angle_y") if k in fr}}
+        merged = {**{k: meta[k] for k in CAMERA_KEYS if k in meta}, **{k: fr[k] for k in CAMERA_KEYS if k in fr}}
         w, h = _int(merged, "w", where), _int(merged, "h", where)
         if w is None or h is None:
             w, h = image_size(img)
@@ -190,6 +188,7 @@ def parse_nerfstudio(root: Path) -> Parsed:
         cy = _num(merged, "cy", where)
         K = np.array([[fx, 0, w / 2 if cx is None else cx], [0, fy, h / 2 if cy is None else cy], [0, 0, 1]])
         check_intrinsics(K, w, h, where)
+        lens = nerfstudio_lens(merged, K, w, h, where)
         mask = None
         if fr.get("mask_path") is not None:
             if not isinstance(fr["mask_path"], str):
@@ -197,17 +196,20 @@ def parse_nerfstudio(root: Path) -> Parsed:
             mask = resolve_image(root, fr["mask_path"], where + " mask")
         paths.append(img)
         poses.append(w2c)
-        intr.append((K, w, h))
+        intr.append((K, w, h, lens))
         masks.append(mask)
         extras.append(fr)
     names = unique_names(paths, root)
     frames = []
-    for name, img, w2c, (K, w, h), mask, fr in zip(names, paths, poses, intr, masks, extras):
+    for name, img, w2c, (K, w, h, lens), mask, fr in zip(names, paths, poses, intr, masks, extras):
         kind = fr.get("privsplat_kind", "rgb")
         if kind not in ("rgb", "protected"):
             raise PrivsplatError(f"frame {name!r}: privsplat_kind must be 'rgb' or 'protected', got {kind!r}")
+        if kind == "protected" and lens is not None:
+            raise PrivsplatError(f"frame {name!r}: a protected frame cannot have lens distortion (protect "
+                                 "writes undistorted views); re-run privsplat protect")
         frame = Frame(name=name, kind=kind, image_path=img, K=K, w2c=w2c, width=w, height=h, mask_path=mask,
-                      extra={"w2c_input": w2c})
+                      source=lens, extra={"w2c_input": w2c})
         if kind == "protected":
             scale = _num(fr, "privsplat_magnitude_scale", f"frame {name!r}")
             if scale is None or scale <= 0:
@@ -225,6 +227,41 @@ def parse_nerfstudio(root: Path) -> Parsed:
     if norm is not None:
         norm = _check_normalisation(norm, path)
     return Parsed(frames, norm, "nerfstudio")
+
+
+CAMERA_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y", "camera_model",
+               "k1", "k2", "k3", "k4", "p1", "p2")
+PINHOLE_NAMES = ("PINHOLE", "SIMPLE_PINHOLE")
+
+
+def nerfstudio_lens(cam: dict, K: np.ndarray, w: int, h: int, where: str) -> SourceCamera | None:
+    """The stored camera of a nerfstudio/instant-ngp frame with lens distortion, else None.
+
+    camera_model OPENCV (the default when k1.. are present): OpenCV (k1, k2, p1, p2, k3);
+    OPENCV_FISHEYE: (k1, k2, k3, k4). k4 under OPENCV and p1/p2 under the fisheye model have
+    no agreed meaning across tools, so they are refused rather than guessed.
+    """
+    model = cam.get("camera_model", "OPENCV")
+    c = {k: _num(cam, k, where) or 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
+    if model in PINHOLE_NAMES or not any(c.values()):
+        if any(c.values()):
+            raise PrivsplatError(f"{where}: camera_model {model} has no lens distortion but k1..p2 are set; "
+                                 "set camera_model to OPENCV or OPENCV_FISHEYE")
+        return None
+    if model == "OPENCV":
+        if c["k4"]:
+            raise PrivsplatError(f"{where}: k4 is not part of the OPENCV model (k1 k2 p1 p2 k3); use "
+                                 "camera_model OPENCV_FISHEYE if it is a fisheye lens")
+        coeffs = (c["k1"], c["k2"], c["p1"], c["p2"], c["k3"])
+    elif model == "OPENCV_FISHEYE":
+        if c["p1"] or c["p2"]:
+            raise PrivsplatError(f"{where}: OPENCV_FISHEYE has no tangential terms (p1, p2); set them to 0")
+        coeffs = (c["k1"], c["k2"], c["k3"], c["k4"])
+    else:
+        raise PrivsplatError(f"{where}: camera_model {model!r} is not supported; privsplat reads PINHOLE, "
+                             "OPENCV and OPENCV_FISHEYE cameras. Undistort the images first "
+                             "(e.g. ns-process-data or colmap image_undistorter)")
+    return check_source(SourceCamera(model, K, coeffs, w, h), where)
 
 
 def _check_normalisation(norm: Any, path: Path) -> dict[str, Any]:
@@ -254,7 +291,7 @@ def frame_to_nerfstudio(frame: Frame, root: Path, w2c_input: np.ndarray) -> dict
 # ----------------------------------------------------------------------------- COLMAP
 
 def parse_colmap(root: Path) -> Parsed:
-    from .colmap import find_model_dir, intrinsics, qvec_to_rotation, read_model
+    from .colmap import camera_lens, find_model_dir, qvec_to_rotation, read_model
 
     model_dir = find_model_dir(root)
     cams, images = read_model(model_dir)
@@ -270,7 +307,8 @@ def parse_colmap(root: Path) -> Parsed:
         if im.camera_id not in cams:
             raise PrivsplatError(f"{where} refers to camera {im.camera_id}, which cameras file lacks")
         cam = cams[im.camera_id]
-        K = check_intrinsics(intrinsics(cam), cam.width, cam.height, where)
+        K, lens = camera_lens(cam, where)
+        check_intrinsics(K, cam.width, cam.height, where)
         w2c = np.eye(4)
         if not np.all(np.isfinite(im.tvec)):
             raise PrivsplatError(f"{where}: translation is not finite")
@@ -284,10 +322,10 @@ def parse_colmap(root: Path) -> Parsed:
             mask = next((m for m in (mask_dir / (im.name + ".png"), mask_dir / Path(im.name).with_suffix(".png"))
                          if m.is_file()), None)
         paths.append(img)
-        rows.append((K, w2c, cam.width, cam.height, mask))
+        rows.append((K, w2c, cam.width, cam.height, mask, lens))
     names = unique_names(paths, image_dir)
-    frames = [Frame(name=n, kind="rgb", image_path=p, K=K, w2c=w2c, width=w, height=h, mask_path=m,
-                    extra={"w2c_input": w2c}) for n, p, (K, w2c, w, h, m) in zip(names, paths, rows)]
+    frames = [Frame(name=n, kind="rgb", image_path=p, K=K, w2c=w2c, width=w, height=h, mask_path=m, source=lens,
+                    extra={"w2c_input": w2c}) for n, p, (K, w2c, w, h, m, lens) in zip(names, paths, rows)]
     return Parsed(frames, None, "colmap")
 
 

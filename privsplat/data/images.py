@@ -57,11 +57,16 @@ def to_unit_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / scale
 
 
-def _check_size(img: np.ndarray, frame: Frame, path: Path, what: str) -> None:
-    if img.shape[:2] != (frame.height, frame.width):
+def _stored(path: Path, frame: Frame, what: str) -> np.ndarray:
+    """The stored image of `frame` mapped to its pinhole camera (undistorted, then area-downsampled)."""
+    from .undistort import to_pinhole
+
+    img = read_image(path)
+    w, h = (frame.source.width, frame.source.height) if frame.source is not None else (frame.width, frame.height)
+    if img.shape[:2] != (h, w):
         raise PrivsplatError(f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
-                             f"has a {frame.width}x{frame.height} camera; fix the image or the camera "
-                             "intrinsics (w, h)")
+                             f"has a {w}x{h} camera; fix the image or the camera intrinsics (w, h)")
+    return to_pinhole(img, frame)
 
 
 def load_rgb(frame: Frame) -> np.ndarray:
@@ -69,8 +74,7 @@ def load_rgb(frame: Frame) -> np.ndarray:
     if frame.kind != "rgb":
         raise PrivsplatError(f"frame {frame.name!r} is protected: its RGB is not available by design; "
                              "use load_protected (and load_rgb_outside for region-protected frames)")
-    img = read_image(frame.image_path)
-    _check_size(img, frame, frame.image_path, "image")
+    img = _stored(frame.image_path, frame, "image")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return to_unit_float(img[:, :, :3])
@@ -79,17 +83,14 @@ def load_rgb(frame: Frame) -> np.ndarray:
 def load_mask(frame: Frame) -> np.ndarray | None:
     """float32 [H,W] in 0..1 (foreground 1), from mask_path or an RGB frame's alpha; else None."""
     if frame.mask_path is not None:
-        img = read_image(frame.mask_path)
-        _check_size(img, frame, frame.mask_path, "mask")
-        m = to_unit_float(img)
+        m = to_unit_float(_stored(frame.mask_path, frame, "mask"))
         if m.ndim == 3:  # RGBA mask: alpha if present, else the brightest channel
             m = m[:, :, 3] if m.shape[2] == 4 else m.max(axis=2)
         return m
     if frame.kind == "rgb" and frame.image_path.suffix.lower() == ".png":
         img = read_image(frame.image_path)
         if img.ndim == 3 and img.shape[2] == 4:
-            _check_size(img, frame, frame.image_path, "image")
-            return to_unit_float(img[:, :, 3])
+            return to_unit_float(_stored(frame.image_path, frame, "image")[:, :, 3])
     return None
 
 
@@ -118,8 +119,7 @@ def load_rgb_outside(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     if frame.rgb_outside_path is None:
         raise PrivsplatError(f"frame {frame.name!r} has no RGB outside a protected region "
                              "(it is fully protected or not protected)")
-    img = read_image(frame.rgb_outside_path)
-    _check_size(img, frame, frame.rgb_outside_path, "outside-region image")
+    img = _stored(frame.rgb_outside_path, frame, "outside-region image")
     if img.ndim != 3 or img.shape[2] != 4:
         raise PrivsplatError(f"{frame.rgb_outside_path} must be RGBA (alpha = valid); re-run privsplat protect")
     f = to_unit_float(img)
