@@ -1,6 +1,5 @@
 """Evaluation on the bundled synthetic head (privsplat synth): GT metrics and mesh renders."""
 
-import numpy as np
 import pytest
 
 from privsplat.data.synth import synthesize

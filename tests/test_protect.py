@@ -12,7 +12,7 @@ from privsplat.data import load_dataset, load_mask, load_protected, load_rgb, lo
 from privsplat.errors import PrivsplatError
 from privsplat.io import sha256_file
 from privsplat.privacy.detect import Detection, pose_rule
-from privsplat.privacy.manifest import MANIFEST_NAME
+from privsplat.data.protected import MANIFEST_NAME
 from privsplat.privacy.protect import protect
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude
 

@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("open3d")
 
 from privsplat.data import load_dataset, load_mask, load_rgb
-from privsplat.data.synth import head_mesh, neutral_template, synthesize
+from privsplat.assets import neutral_template
+from privsplat.data.synth import head_mesh, synthesize
 from privsplat.errors import PrivsplatError
 
 

@@ -23,7 +23,7 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True) -> Dataset:
     first (every file's SHA-256, σ parameters, every frame's kind); a folder without a
     manifest is an ordinary RGB reconstruction and loads with a warning.
     """
-    from ..privacy.manifest import MANIFEST_NAME, verify_manifest
+    from .protected import MANIFEST_NAME, verify_manifest
 
     root = Path(path)
     if not root.is_dir():

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..assets import asset_path, load_ict
 from ..errors import PrivsplatError
 
 FACE_DIRECTION = np.array([0.0, 0.0, 1.0])   # every shipped mesh faces +z, up +y
@@ -27,21 +27,6 @@ AMBIENT = 0.35
 RING_ELEVATIONS_DEG = (-15.0, 10.0, 35.0)
 SKIN = np.array([0.80, 0.60, 0.50])
 SUPERSAMPLE = 3
-
-
-def _asset(name: str) -> Path:
-    return Path(str(resources.files("privsplat.assets") / name))
-
-
-def _load_ict() -> dict[str, np.ndarray]:
-    with np.load(_asset("ict_head_small.npz")) as d:
-        return {k: d[k] for k in d.files}
-
-
-def neutral_template() -> tuple[np.ndarray, np.ndarray]:
-    """The generic neutral ICT head: vertices [V,3] float32 in cm (face +z, up +y), faces [F,3]."""
-    d = _load_ict()
-    return d["vertices"].astype(np.float32), d["faces"].astype(np.int64)
 
 
 def parse_expression(items: Sequence[str], names: Sequence[str]) -> np.ndarray:
@@ -61,7 +46,7 @@ def head_mesh(mesh: str = "ict", identity_seed: int = 0, expression: Sequence[st
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """(vertices [V,3], faces [F,3], face_mask [V] bool, feature albedo [V,3], units)."""
     if mesh == "ict":
-        d = _load_ict()
+        d = load_ict()
         V = d["vertices"].astype(np.float64)
         if identity_seed:
             w = np.random.default_rng(identity_seed).standard_normal(d["identity_modes"].shape[0])
@@ -72,7 +57,7 @@ def head_mesh(mesh: str = "ict", identity_seed: int = 0, expression: Sequence[st
     if expression:
         raise PrivsplatError("--expression applies only to --mesh ict")
     if mesh == "nefertiti":
-        with np.load(_asset("nefertiti_small.npz")) as d:
+        with np.load(asset_path("nefertiti_small.npz")) as d:
             V, F, units = d["vertices"].astype(np.float64), d["faces"].astype(np.int64), str(d["units"])
     else:
         V, F = _read_mesh(Path(mesh))

@@ -162,7 +162,6 @@ def evaluate_mesh(pred: MeshLike, gt: MeshLike, *, gt_face_mask: np.ndarray | st
     align: "icp" moves pred onto gt (point-to-plane ICP from the identity, on the whole
         surfaces, before any crop) and reports the 4x4 transform.
     """
-    from scipy.spatial import cKDTree
 
     if align not in ("none", "icp"):
         raise PrivsplatError(f"align must be 'none' or 'icp', not {align!r}")

@@ -129,7 +129,7 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
     from ..data.dataset import Frame
     from ..data.formats import frame_to_nerfstudio
     from ..data.images import write_png
-    from .manifest import write_manifest
+    from ..data.protected import write_manifest
     from .sigma import gradient_magnitude, protected_size
 
     params = SigmaParams(kernel, float(blur_sigma), resolution)

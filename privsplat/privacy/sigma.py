@@ -15,15 +15,13 @@ per (output) pixel.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import PrivsplatError
 
-Kernel = Literal["sobel", "scharr", "central"]
-KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
+# σ's parameter record belongs to the protected-folder format (the manifest stores it).
+from ..data.protected import KERNELS, Kernel, SigmaParams, protected_size  # noqa: F401 (re-exported)
 
 # Derivative [-1, 0, 1]/2 along the axis; smoothing across it, normalised to sum 1.
 _SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "scharr": (3.0, 10.0, 3.0), "central": (0.0, 1.0, 0.0)}
@@ -32,51 +30,6 @@ _SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "scharr": (3.0, 10.0, 3.0), "central": (
 # 0 · inf); subtracted back out so a flat image maps to exactly 0. Small enough that the
 # bias elsewhere (~sqrt(eps) = 1e-10) is far below float32 resolution of typical slopes.
 _EPS = 1e-20
-
-
-@dataclass(frozen=True)
-class SigmaParams:
-    kernel: Kernel = "sobel"
-    blur_sigma: float = 0.0   # Gaussian pre-blur, in input pixels; 0 = none
-    resolution: int = 64      # long side after the area downsample; 0 = keep the input size
-
-    def __post_init__(self) -> None:
-        if self.kernel not in KERNELS:
-            raise PrivsplatError(f"unknown σ kernel {self.kernel!r}; use one of {', '.join(KERNELS)}")
-        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma)
-                and self.blur_sigma >= 0):
-            raise PrivsplatError(f"σ blur_sigma must be a finite number >= 0, got {self.blur_sigma!r}")
-        if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool)
-                and self.resolution >= 0):
-            raise PrivsplatError(f"σ resolution must be an integer >= 0, got {self.resolution!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"operator": "gradient_magnitude", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SigmaParams":
-        if not isinstance(d, dict):
-            raise PrivsplatError("σ parameters must be a JSON object with kernel, blur_sigma, resolution")
-        d = dict(d)
-        op = d.pop("operator", "gradient_magnitude")
-        if op != "gradient_magnitude":
-            raise PrivsplatError(f"unknown privacy operator {op!r}; this privsplat knows 'gradient_magnitude'")
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise PrivsplatError(f"unknown σ parameter(s) {sorted(unknown)}; expected {sorted(names)}")
-        if "blur_sigma" in d and isinstance(d["blur_sigma"], int) and not isinstance(d["blur_sigma"], bool):
-            d["blur_sigma"] = float(d["blur_sigma"])
-        return cls(**d)
-
-
-def protected_size(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """(w, h) after the area downsample: long side = resolution, aspect kept, never upsampled."""
-    long_side = max(width, height)
-    if resolution <= 0 or resolution >= long_side:
-        return int(width), int(height)
-    f = resolution / long_side
-    return max(1, round(width * f)), max(1, round(height * f))
 
 
 def gradient_magnitude(image, params: SigmaParams = SigmaParams()):

@@ -17,7 +17,7 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .torch_backend import check_render_inputs, depth_to_normals
+from .common import check_render_inputs, depth_to_normals
 
 log = logging.getLogger(__name__)
 _warned_center_depth = False

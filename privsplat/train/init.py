@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from ..data.dataset import Dataset
+from ..assets import neutral_template
 from ..cameras import camera_centers, camera_distances, world_up
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,6 @@ def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
     """Sample the ICT neutral head, placed from the cameras: centred on their look-at point,
     up along the cameras' mean up, face toward the protected (sensitive) views, and sized to the
     visual hull when masks exist, else to ~70% of the median camera's field of view."""
-    from ..data.synth import neutral_template
-
     V, Fc = neutral_template()
     V = np.asarray(V, dtype=np.float64)
     Fc = np.asarray(Fc, dtype=np.int64)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..cameras import Cameras
 from ..render import RenderOutput, rasterize
 from ..render.sh import C0 as SH_C0
-from ..render.torch_backend import quat_axes
+from ..render.common import quat_axes
 from .config import FitConfig
 
 FLAT_LOG_SCALE = math.log(1e-6)  # the third scale of a surfel: flat

@@ -1,25 +1,77 @@
-"""The protection manifest and the guard that checks it before any fit.
+"""The protected-folder format: σ's parameter record, the manifest, and its guard.
 
-`protect` writes privsplat_manifest.json last: σ's parameters, the tool version, every
-frame with its kind (and why), and the SHA-256 of every other file it wrote. The guard
-(`verify_manifest`, called by load_dataset) refuses the folder if any listed file is
-missing or changed, a frame was added or changed kind, a frame uses a file the manifest
+`protect` (privacy/) writes a folder in this format and the manifest last: σ's parameters,
+the tool version, every frame with its kind (and why), and the SHA-256 of every other file it
+wrote. The guard (`verify_manifest`, called by load_dataset) refuses the folder if any listed
+file is missing or changed, a frame was added or changed kind, a frame uses a file the manifest
 does not cover, or a protected frame's file is not a protected (16-bit grey) image.
+
+It lives in data/ because reading a dataset must verify it; the operator σ itself is in
+privacy/sigma.py.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import PrivsplatError
 from ..io import sha256_file, write_json
-from .sigma import SigmaParams
+
+Kernel = Literal["sobel", "scharr", "central"]
+KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
 
 MANIFEST_NAME = "privsplat_manifest.json"
 MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SigmaParams:
+    kernel: Kernel = "sobel"
+    blur_sigma: float = 0.0   # Gaussian pre-blur, in input pixels; 0 = none
+    resolution: int = 64      # long side after the area downsample; 0 = keep the input size
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise PrivsplatError(f"unknown σ kernel {self.kernel!r}; use one of {', '.join(KERNELS)}")
+        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma)
+                and self.blur_sigma >= 0):
+            raise PrivsplatError(f"σ blur_sigma must be a finite number >= 0, got {self.blur_sigma!r}")
+        if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool)
+                and self.resolution >= 0):
+            raise PrivsplatError(f"σ resolution must be an integer >= 0, got {self.resolution!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"operator": "gradient_magnitude", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SigmaParams":
+        if not isinstance(d, dict):
+            raise PrivsplatError("σ parameters must be a JSON object with kernel, blur_sigma, resolution")
+        d = dict(d)
+        op = d.pop("operator", "gradient_magnitude")
+        if op != "gradient_magnitude":
+            raise PrivsplatError(f"unknown privacy operator {op!r}; this privsplat knows 'gradient_magnitude'")
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise PrivsplatError(f"unknown σ parameter(s) {sorted(unknown)}; expected {sorted(names)}")
+        if "blur_sigma" in d and isinstance(d["blur_sigma"], int) and not isinstance(d["blur_sigma"], bool):
+            d["blur_sigma"] = float(d["blur_sigma"])
+        return cls(**d)
+
+
+def protected_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """(w, h) after the area downsample: long side = resolution, aspect kept, never upsampled."""
+    long_side = max(width, height)
+    if resolution <= 0 or resolution >= long_side:
+        return int(width), int(height)
+    f = resolution / long_side
+    return max(1, round(width * f)), max(1, round(height * f))
 
 
 def write_manifest(root: Path, sigma: SigmaParams, frames: list[dict[str, Any]]) -> Path:
