@@ -59,6 +59,14 @@ class Job:
                 "overrides": self.overrides, "gt": str(self.gt) if self.gt else None,
                 "gt_face_mask": str(self.gt_face_mask) if self.gt_face_mask else None}
 
+    def resolved(self) -> "Job":
+        """The same job with absolute paths: a Ray worker's working directory is not the driver's."""
+        def res(p):
+            return None if p is None else Path(p).expanduser().resolve()
+
+        return Job(self.name, res(self.dataset), self.preset, dict(self.overrides), res(self.gt),
+                   res(self.gt_face_mask))
+
     @classmethod
     def from_spec(cls, d: dict) -> "Job":
         return cls(d["name"], Path(d["dataset"]), d["preset"], dict(d["overrides"]),
@@ -201,7 +209,8 @@ def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     job = Job.from_spec(spec)
-    handler = _log_to_file(run / JOB_LOG)
+    logger = logging.getLogger("privsplat")
+    handler, level = _log_to_file(run / JOB_LOG), logger.level
     try:
         resume = (run / "checkpoints" / "latest.pt").is_file()
         _record_attempt(run, resume)
@@ -211,7 +220,8 @@ def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> 
             log.error("privsplat: error: %s", e)
             return {"status": "failed", "error": str(e)}
     finally:
-        logging.getLogger("privsplat").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
 
 
@@ -241,7 +251,7 @@ def _log_to_file(path: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger = logging.getLogger("privsplat")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO)  # a fresh Ray worker has no logging set up
     return handler
 
 
@@ -252,7 +262,7 @@ def _record_attempt(run: Path, resume: bool) -> None:
     if resume:
         import torch
 
-        state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
+        state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
         rec["resumed_from"] = {"stage_index": state["stage_index"], "step": state["step"]}
     with open(run / ATTEMPTS_LOG, "a") as f:
         f.write(json.dumps(rec) + "\n")
@@ -288,7 +298,10 @@ def run_batch(jobs: str | Path | list[Job], out: str | Path, address: str | None
     Returns the summary (also DIR/summary.json).
     """
     out = Path(out).resolve()
-    job_list = jobs if isinstance(jobs, list) else load_jobs(jobs)
+    job_list = [j.resolved() for j in (jobs if isinstance(jobs, list) else load_jobs(jobs))]
+    names = [j.name for j in job_list]
+    if len(set(names)) != len(names):
+        raise PrivsplatError(f"job names must be unique (each names a folder in {out}); got {names}")
     if cpus_per_job <= 0 or gpus_per_job < 0 or max_retries < 0:
         raise PrivsplatError("--cpus-per-job must be > 0, --gpus-per-job and --max-retries >= 0")
     out.mkdir(parents=True, exist_ok=True)
@@ -315,13 +328,14 @@ def _before_scheduling(job: Job, out: Path, allow_unprotected: bool) -> JobResul
     """None when the job is to run; else its result (skipped: finished earlier; refused: bad input)."""
     run = out / job.name
     prev = _read_json(run / JOB_RECORD)
+    if prev and prev.get("spec") != job.spec() and (run / "checkpoints").exists():
+        # Resuming (or skipping) a run of another dataset, preset or overrides would be wrong.
+        return JobResult(job.name, "refused", run, error=(
+            f"{run} holds a run of a different job spec (dataset, preset or overrides changed); "
+            "delete that folder or use another --out"))
     if prev and prev.get("status") == "done" and (run / "report.html").is_file():
-        if prev.get("spec") == job.spec():
-            return JobResult(job.name, "skipped", run, seconds=prev.get("seconds"),
-                             attempts=prev.get("attempts", 0), summary=prev.get("summary", {}))
-        return _record(JobResult(job.name, "refused", run, error=(
-            f"{run} holds a finished run of a different job spec (dataset, preset or overrides changed); "
-            "delete that folder or use another --out")), job, write=False)
+        return JobResult(job.name, "skipped", run, seconds=prev.get("seconds"),
+                         attempts=prev.get("attempts", 0), summary=prev.get("summary", {}))
     try:
         check_job(job, allow_unprotected)
     except PrivsplatError as e:
@@ -431,15 +445,14 @@ def _progress(jobs, pending, results, out, durations, slots, t0) -> Progress:
                     time.time() - t0, eta, running)
 
 
-def _record(r: JobResult, job: Job, write: bool = True) -> JobResult:
+def _record(r: JobResult, job: Job) -> JobResult:
     """Write RUN/batch_job.json (what a re-run reads to skip finished jobs)."""
-    if write:
-        from .io import write_json
+    from .io import write_json
 
-        r.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(r.run_dir / JOB_RECORD, {"spec": job.spec(), "status": r.status, "error": r.error,
-                                            "seconds": r.seconds, "attempts": r.attempts, "summary": r.summary,
-                                            "finished": time.time()})
+    r.run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(r.run_dir / JOB_RECORD, {"spec": job.spec(), "status": r.status, "error": r.error,
+                                        "seconds": r.seconds, "attempts": r.attempts, "summary": r.summary,
+                                        "finished": time.time()})
     return r
 
 

@@ -122,12 +122,18 @@ def _load_model(run_dir: Path, device: str):
     ckpt = run_dir / "checkpoints" / "latest.pt"
     if not ckpt.is_file():
         return None, f"no checkpoint at {ckpt}"
+    import pickle
+
     import torch
 
     from .train.model import SurfelModel
 
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    return SurfelModel.from_state(state["model"], device), None
+    try:
+        # weights_only: tensors and plain data only; a run folder from elsewhere never runs code here.
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        return SurfelModel.from_state(state["model"], device), None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError) as e:
+        return None, f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {str(e)[:200]})"
 
 
 def read_losses(run_dir: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
@@ -341,7 +347,10 @@ def _losses(c: RunContents, **_) -> str:
 
 
 def _plot_uri_img(draw: Callable, n_panels: int) -> str:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        return _note("loss curves need matplotlib: pip install matplotlib")
 
     matplotlib.use("Agg")  # no display: the report is written on servers and Ray workers
     import matplotlib.pyplot as plt

@@ -109,6 +109,27 @@ def test_job_error_is_recorded_and_a_rerun_resumes(protected_head, tmp_path):
     assert "has no triangles" in (run / "fit.log").read_text()
 
 
+def test_rerun_skips_done_and_refuses_a_changed_spec_without_starting_ray(protected_head, synth_head, tmp_path):
+    from privsplat.batch import Job, run_batch
+    from privsplat.io import write_json
+
+    out = tmp_path / "out"
+    done, changed = Job("done", protected_head, overrides=TINY), Job("changed", protected_head, overrides=TINY)
+    write_json(out / "done" / "batch_job.json", {"spec": done.resolved().spec(), "status": "done", "seconds": 12.5,
+                                                "attempts": 1, "summary": {"surfels": 77}})
+    (out / "done" / "report.html").write_text("<html></html>")
+    old = Job("changed", protected_head, overrides={**TINY, "seed": 5}).resolved().spec()
+    write_json(out / "changed" / "batch_job.json", {"spec": old, "status": "failed"})
+    (out / "changed" / "checkpoints").mkdir()
+    summary = run_batch([done, changed, Job("raw", synth_head)], out)
+    rows = {r["name"]: r for r in summary["jobs"]}
+    assert rows["done"]["status"] == "skipped" and rows["done"]["surfels"] == 77 and rows["done"]["seconds"] == 12.5
+    assert rows["changed"]["status"] == "refused" and "different job spec" in rows["changed"]["error"]
+    assert rows["raw"]["status"] == "refused"
+    assert json.loads((out / "changed" / "batch_job.json").read_text())["spec"] == old  # left as it was
+    assert 'href="done/report.html"' in (out / "index.html").read_text()
+
+
 # --- on Ray (local, 2 CPUs) ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
