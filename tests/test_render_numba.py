@@ -1,0 +1,192 @@
+"""The numba CPU rasterizer against the pure-torch reference: values and gradients in both
+depth conventions (at the tolerances of the gsplat parity test, tests/test_render_gpu.py,
+and far tighter ones where the two must agree to float rounding), densification meta,
+determinism, and the tighter candidate spans.
+
+The first test in a fresh checkout compiles the kernels (tens of seconds); numba caches
+them in privsplat/render/__pycache__, after which the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba")
+
+from privsplat.cameras import Cameras, intrinsics_from_fov, look_at  # noqa: E402
+from privsplat.errors import PrivsplatError  # noqa: E402
+from privsplat.render.numba_backend import rasterize_numba  # noqa: E402
+from privsplat.render.torch_backend import rasterize_torch  # noqa: E402
+
+IMAGES = ("rgb", "alpha", "normals", "depth_normals", "depth_expected", "depth_median", "distortion")
+
+
+def scene(n=1500, size=48, seed=0, n_cams=2, big=4.0):
+    """tests/test_render_gpu.py's scene on the CPU: a head-sized shell plus large tilted surfels."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    means = d * torch.tensor([0.08, 0.11, 0.10])
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.012 + 0.002
+    scales[: n // 10] *= big  # some surfels far larger than the low-pass filter
+    opac = torch.rand(n, generator=g) * 0.8 + 0.15
+    colors = torch.rand(n, 3, generator=g)
+    K = intrinsics_from_fov(size, size, math.radians(30))
+    eyes = [np.array([0.5 * math.sin(a), 0.05, -0.5 * math.cos(a)]) for a in np.linspace(-0.6, 0.6, n_cams)]
+    cams = Cameras.from_numpy(np.stack([K] * n_cams), np.stack([look_at(e, np.zeros(3)) for e in eyes]),
+                              size, size, device="cpu")
+    return [means, quats, scales, opac, colors], cams
+
+
+def robust_close(name, a, b, med_tol, p99_tol):
+    """tests/test_render_gpu.py's statistic: median and 99th percentile of |a - b|."""
+    err = (a - b).detach().abs().flatten().double()
+    med, p99 = float(err.median()), float(torch.quantile(err, 0.99))
+    assert med <= med_tol and p99 <= p99_tol, f"{name}: median {med:.3g} (<= {med_tol}), p99 {p99:.3g} (<= {p99_tol})"
+
+
+def training_loss(out, target):
+    """Every output the trainer uses, so every backward path is exercised."""
+    consistency = (1 - (out.normals * out.depth_normals).sum(-1)).mean()
+    return ((out.rgb - target).abs().mean() + 0.3 * out.alpha.mean() + 0.2 * consistency
+            + 5.0 * out.distortion.mean() + 0.5 * out.depth_expected.mean() + 0.5 * out.depth_median.mean())
+
+
+def render_pair(params, cams, **kw):
+    outs = {}
+    for name, fn in (("numba", rasterize_numba), ("torch", rasterize_torch)):
+        ps = [p.clone().requires_grad_(True) for p in params]
+        outs[name] = (fn(*ps, cams, **kw), ps)
+    return outs
+
+
+@pytest.mark.parametrize("convention", ["intersection", "center"])
+def test_forward_matches_torch(convention):
+    params, cams = scene()
+    outs = render_pair(params, cams, depth_convention=convention)
+    nb, ref = outs["numba"][0], outs["torch"][0]
+    assert torch.equal(nb.meta["radii"], ref.meta["radii"])
+    assert torch.allclose(nb.meta["means2d"], ref.meta["means2d"])
+    # same pairs up to float rounding at the 1/255 and 1e-4 cut-offs
+    assert abs(nb.meta["n_pairs"] - ref.meta["n_pairs"]) <= 1e-3 * ref.meta["n_pairs"]
+    for name in IMAGES:
+        a, b = getattr(nb, name), getattr(ref, name)
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        scale = float(b.abs().max()) if name.startswith("depth_") and name != "depth_normals" else 1.0
+        robust_close(name, a / scale, b / scale, 1e-5, 2e-3)       # the GPU parity tolerances
+        # and float rounding (normals from depth differences amplify it: unit vectors from
+        # central differences of depths that agree to ~1e-7)
+        tight = (1e-5, 1e-4) if name == "depth_normals" else (1e-6, 1e-5)
+        robust_close(name, a / scale, b / scale, *tight)
+    assert float(nb.alpha.mean()) > 0.3  # the scene covers the image
+
+
+@pytest.mark.parametrize("convention", ["intersection", "center"])
+def test_gradients_match_torch(convention):
+    params, cams = scene(seed=1)
+    target = torch.rand(len(cams), cams.height, cams.width, 3, generator=torch.Generator().manual_seed(3))
+    outs = render_pair(params, cams, depth_convention=convention, absgrad=True)
+    grads = {}
+    for name, (out, ps) in outs.items():
+        out.meta["gradient_2dgs"].retain_grad()
+        training_loss(out, target).backward()
+        grads[name] = {"means": ps[0].grad, "quats": ps[1].grad, "scales": ps[2].grad[:, :2],
+                       "opacities": ps[3].grad, "colors": ps[4].grad,
+                       "means2d": out.meta["means2d"].grad, "gradient_2dgs": out.meta["gradient_2dgs"].grad,
+                       "absgrad": out.meta["means2d"].absgrad}
+    for key, b in grads["torch"].items():
+        a = grads["numba"][key]
+        assert float(b.abs().max()) > 0, f"{key}: the reference gradient is zero, the test would prove nothing"
+        scale = float(b.abs().quantile(0.99))
+        robust_close(f"d/d {key}", a / scale, b / scale, 1e-3, 5e-2)  # the GPU parity tolerances
+        robust_close(f"d/d {key}", a / scale, b / scale, 1e-5, 1e-3)
+        cos = torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0)
+        assert cos > 0.9999, f"{key}: cosine {float(cos):.6f}"
+
+
+def test_sh_colours_backgrounds_and_per_camera_colours():
+    params, cams = scene(n=600, size=32, seed=2)
+    means, quats, scales, opac, _ = params
+    g = torch.Generator().manual_seed(4)
+    sh = torch.randn(len(means), 4, 3, generator=g) * 0.3
+    bg = torch.tensor([[0.2, 0.4, 0.6], [1.0, 0.0, 0.5]])
+    for colors, kw in ((sh, {"sh_degree": 1}), (torch.rand(2, len(means), 2, generator=g), {})):
+        bgs = bg if colors.shape[-1] == 3 else bg[:, :2]
+        outs = render_pair([means, quats, scales, opac, colors], cams, backgrounds=bgs, **kw)
+        for name, (out, ps) in outs.items():
+            out.rgb.square().sum().backward()
+        a, b = outs["numba"], outs["torch"]
+        torch.testing.assert_close(a[0].rgb, b[0].rgb, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a[1][4].grad, b[1][4].grad, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(a[1][0].grad, b[1][0].grad, atol=1e-2, rtol=1e-3)
+
+
+def test_deterministic_and_thread_count_independent():
+    params, cams = scene(n=800, size=40, seed=5)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 2):
+            torch.set_num_threads(threads)
+            ps = [p.clone().requires_grad_(True) for p in params]
+            out = rasterize_numba(*ps, cams)
+            training_loss(out, torch.zeros(2, 40, 40, 3)).backward()
+            results.append([out.rgb.detach(), out.distortion.detach()] + [p.grad for p in ps])
+    finally:
+        torch.set_num_threads(before)
+    for x, y in zip(results[1], results[2]):  # same thread count: bit-identical
+        assert torch.equal(x, y)
+    for x, y in zip(results[0], results[1]):  # torch's matmuls round differently per thread count
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+def test_spans_are_tighter_than_boxes_and_lose_nothing():
+    params, cams = scene(n=1500, size=48, seed=6)
+    out = rasterize_numba(*params, cams)
+    ref = rasterize_torch(*params, cams)
+    m = out.meta
+    assert m["n_span_pixels"] < 0.9 * m["n_box_pixels"]
+    assert m["n_pairs"] <= m["n_candidates"] <= m["n_span_pixels"]
+    assert abs(m["n_pairs"] - ref.meta["n_pairs"]) <= 1e-3 * ref.meta["n_pairs"]
+
+
+def test_densification_with_default_strategy():
+    from gsplat.strategy import DefaultStrategy
+
+    (means, quats, scales, opac, colors), cams = scene(n=300, size=32, seed=7)
+    params = torch.nn.ParameterDict({
+        "means": means, "quats": quats, "scales": torch.log(scales), "opacities": torch.logit(opac),
+        "colors": torch.logit(colors.clamp(0.05, 0.95))})
+    optim = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    strategy = DefaultStrategy(refine_start_iter=1, refine_every=2, reset_every=1000, grow_grad2d=1e-6,
+                               key_for_gradient="gradient_2dgs", prune_opa=0.05)
+    strategy.check_sanity(params, optim)
+    state = strategy.initialize_state(scene_scale=1.0)
+    target = torch.rand(2, 32, 32, 3)
+    counts = [len(params["means"])]
+    for step in range(6):
+        out = rasterize_numba(params["means"], params["quats"], torch.exp(params["scales"]),
+                              torch.sigmoid(params["opacities"]), torch.sigmoid(params["colors"]), cams)
+        meta = dict(out.meta)
+        strategy.step_pre_backward(params, optim, state, step, meta)
+        (out.rgb - target).abs().mean().backward()
+        assert meta["gradient_2dgs"].grad is not None and meta["gradient_2dgs"].grad.abs().sum() > 0
+        strategy.step_post_backward(params, optim, state, step, meta, packed=False)
+        for o in optim.values():
+            o.step()
+            o.zero_grad()
+        counts.append(len(params["means"]))
+    assert counts[-1] != counts[0]  # grew or pruned: the strategy saw real signals
+
+
+def test_rejects_bad_convention_and_empty_view():
+    params, cams = scene(n=50, size=16)
+    with pytest.raises(PrivsplatError, match="depth_convention"):
+        rasterize_numba(*params, cams, depth_convention="middle")
+    means = params[0] + torch.tensor([0.0, 0.0, 5.0])  # everything far behind the cameras' view
+    out = rasterize_numba(means * -100, *params[1:], cams)
+    assert out.meta["n_pairs"] == 0 and float(out.alpha.abs().sum()) == 0.0
