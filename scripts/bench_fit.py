@@ -25,11 +25,11 @@ def main() -> int:
     import numpy as np
 
     from privsplat.data.synth import synthesize
-    from privsplat.demo import rear_view_names
+    from privsplat.data.synth import rear_view_names
     from privsplat.eval.geometry import evaluate_mesh
     from privsplat.privacy.protect import protect
     from privsplat.train.config import load_preset
-    from privsplat.train.fit import fit_run, setup_logging
+    from privsplat.pipeline import fit_run, setup_logging
 
     setup_logging()
     report = {}

@@ -38,7 +38,7 @@ ROWS = {
 
 def prepare(head: str, root: Path, resolution: int, neutral: int) -> tuple[Path, Path]:
     from privsplat.data.synth import synthesize
-    from privsplat.demo import rear_view_names
+    from privsplat.data.synth import rear_view_names
     from privsplat.privacy.protect import protect
 
     data, prot = root / f"{head}-{resolution}", root / f"{head}-{resolution}-protected"
@@ -68,7 +68,7 @@ def main() -> int:
     from privsplat.eval.geometry import evaluate_mesh
     from privsplat.io import write_json
     from privsplat.train.config import load_preset
-    from privsplat.train.fit import fit_run, setup_logging
+    from privsplat.pipeline import fit_run, setup_logging
 
     setup_logging()
     base = load_preset(args.preset)

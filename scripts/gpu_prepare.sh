@@ -8,7 +8,7 @@ for res in ${FIT_RES:-64 512}; do
 import sys
 from pathlib import Path
 from privsplat.data.synth import synthesize
-from privsplat.demo import rear_view_names
+from privsplat.data.synth import rear_view_names
 from privsplat.privacy.protect import protect
 res = int(sys.argv[1])
 data, prot = Path(f".gpu/head{res}"), Path(f".gpu/head{res}-protected")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from privsplat.errors import PrivsplatError
-from privsplat.eval.commands import Eval
+from privsplat.commands.eval import Eval
 from privsplat.eval.geometry import evaluate_mesh, parse_face_sphere, sample_surface
 
 N = 20_000  # samples per surface: enough for these analytic cases, fast on 2 cores

@@ -9,7 +9,7 @@ pytest.importorskip("face_recognition_models", reason="face-recognition extra no
 
 from privsplat.errors import PrivsplatError  # noqa: E402
 from privsplat.eval import privacy  # noqa: E402
-from privsplat.eval.commands import PrivacyEval  # noqa: E402
+from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude  # noqa: E402
 
 

@@ -16,7 +16,7 @@ pytest.importorskip("open3d", reason="synthetic heads and mesh renders need open
 
 from privsplat.errors import PrivsplatError  # noqa: E402
 from privsplat.eval import privacy  # noqa: E402
-from privsplat.eval.commands import PrivacyEval  # noqa: E402
+from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 
 N_SURFELS = 3000
 

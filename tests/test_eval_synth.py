@@ -37,7 +37,7 @@ def test_mesh_renders_line_up_with_the_dataset_masks(synth_dir):
 
 def test_privacy_eval_renders_the_mesh_from_the_dataset_cameras(synth_dir, tmp_path):
     pytest.importorskip("dlib", reason="privacy-eval needs the fr extra")
-    from privsplat.eval.commands import PrivacyEval
+    from privsplat.commands.privacy_eval import PrivacyEval
 
     report = PrivacyEval(originals=synth_dir / "images", mesh=synth_dir / "gt_mesh.ply", cameras=synth_dir,
                          attack="none", md=tmp_path / "r.md").run()

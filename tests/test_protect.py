@@ -248,7 +248,7 @@ def test_nothing_half_written_on_a_corrupt_image(synth_head, copy_of, tmp_path):
 
 
 def test_cli_prints_error_without_traceback(synth_head, tmp_path, capsys):
-    from privsplat.cli import main
+    from privsplat.commands import main
 
     assert main(["protect", "--data", str(synth_head), "--out", str(tmp_path / "o"), "--sensitive", "x"]) == 2
     err = capsys.readouterr().err

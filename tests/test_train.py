@@ -13,7 +13,7 @@ from privsplat.errors import PrivsplatError
 from privsplat.train.config import FitConfig, load_preset
 from privsplat.train.model import SurfelModel, read_splats_ply, write_splats_ply
 
-TINY = FitConfig(n_init=600, stage1_iters=150, stage2_iters=200, densify_every=50, checkpoint_every=50,
+TINY = FitConfig.flat(n_init=600, stage1_iters=150, stage2_iters=200, densify_every=50, checkpoint_every=50,
                  dist_weight=1.0, mesh_orbit_views=6, mesh_resolution=96, max_surfels=3000)
 
 
@@ -32,7 +32,7 @@ def test_splats_ply_round_trip(tmp_path, colour_model):
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(50, 3))
     nrm = rng.normal(size=(50, 3))
-    model = SurfelModel.from_points(pts, nrm, FitConfig(colour_model=colour_model, sh_degree=2))
+    model = SurfelModel.from_points(pts, nrm, FitConfig.flat(colour_model=colour_model, sh_degree=2))
     center, scale = np.array([1.0, -2.0, 3.0]), 0.25
     write_splats_ply(model, tmp_path / "s.ply", transform=(center, scale))
     back = read_splats_ply(tmp_path / "s.ply")
@@ -67,7 +67,7 @@ def test_normal_drives_shading():
 def tiny_protected(tmp_path_factory):
     """A 12-view 32-px ICT head; the 6 most frontal views protected."""
     from privsplat.data.synth import synthesize
-    from privsplat.demo import rear_view_names
+    from privsplat.data.synth import rear_view_names
     from privsplat.privacy.protect import protect
 
     root = tmp_path_factory.mktemp("tiny")
@@ -80,7 +80,7 @@ def tiny_protected(tmp_path_factory):
 
 def test_two_stage_fit_lowers_gradient_loss_and_meshes_near_truth(tiny_protected, tmp_path):
     from privsplat.eval.geometry import evaluate_mesh
-    from privsplat.train.fit import fit_run
+    from privsplat.pipeline import fit_run
 
     data, prot = tiny_protected
     m = fit_run(prot, tmp_path / "run", TINY, device="cpu", progress=False)
@@ -99,7 +99,7 @@ def test_two_stage_fit_lowers_gradient_loss_and_meshes_near_truth(tiny_protected
 
 def test_resume_after_interrupt(tiny_protected, tmp_path, monkeypatch):
     from privsplat.train import trainer as T
-    from privsplat.train.fit import fit_run
+    from privsplat.pipeline import fit_run
 
     _, prot = tiny_protected
     cfg = TINY.replace(stage1_iters=120, stage2_iters=60, mesh_orbit_views=0)
@@ -135,7 +135,7 @@ def test_resume_after_interrupt(tiny_protected, tmp_path, monkeypatch):
 def test_fit_refuses_tampered_protected_folder(tiny_protected, tmp_path):
     import shutil
 
-    from privsplat.train.fit import fit_run
+    from privsplat.pipeline import fit_run
 
     _, prot = tiny_protected
     bad = tmp_path / "bad"
@@ -153,7 +153,7 @@ def test_fit_refuses_tampered_protected_folder(tiny_protected, tmp_path):
 
 
 def test_fit_refuses_output_inside_input(tiny_protected):
-    from privsplat.train.fit import fit_run
+    from privsplat.pipeline import fit_run
 
     _, prot = tiny_protected
     with pytest.raises(PrivsplatError, match="inside the input"):

@@ -11,8 +11,8 @@ the face direction, so a demo can pick rear views).
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -239,27 +239,10 @@ def synthesize(mesh: str = "ict", out: str | Path = "synth", views: int = 36, re
     return out
 
 
-@dataclass
-class Synth:
-    """Render a small multi-view head dataset (images, masks, cameras, ground-truth mesh) on the CPU."""
-
-    out: Path
-    """output folder (must not exist or be empty)"""
-    mesh: str = "ict"
-    """'ict' (parametric head, MIT), 'nefertiti' (public-domain bust) or a mesh file path (face +z, up +y)"""
-    views: int = 36
-    resolution: int = 64
-    identity_seed: int = 0
-    """ICT identity: 0 = the generic neutral head, else weights ~ N(0, I) from this seed"""
-    expression: tuple[str, ...] = ()
-    """ICT blendshapes as name:weight, e.g. jawOpen:0.5"""
-    fov_deg: float = 30.0
-    overwrite: bool = False
-
-    def run(self) -> None:
-        import time
-
-        t0 = time.perf_counter()
-        out = synthesize(self.mesh, self.out, self.views, self.resolution, self.identity_seed,
-                         self.expression, self.fov_deg, overwrite=self.overwrite)
-        print(f"wrote {self.views} views to {out} in {time.perf_counter() - t0:.1f} s")
+def rear_view_names(dataset_dir: Path, n_neutral: int) -> tuple[list[str], list[str]]:
+    """(neutral, sensitive) frame names of a synth dataset: the n_neutral views looking most at
+    the back of the head, and the rest."""
+    info = json.loads((Path(dataset_dir) / "synth.json").read_text())
+    frames = sorted(info["frames"], key=lambda f: f["angle_to_face_deg"], reverse=True)
+    names = [f["name"] for f in frames]
+    return names[:n_neutral], names[n_neutral:]

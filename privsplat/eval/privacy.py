@@ -37,6 +37,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from ..errors import PrivsplatError
+from ..run import RunFolder
 
 VERIFY_THRESHOLD = 0.6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -405,28 +406,15 @@ class RunViews:
 class FitRun:
     folder: Path
     dataset: object   # privsplat.data.Dataset the run was fitted on (normalised frame)
-    config: dict      # FitConfig as a dict (config.yaml's "config")
+    config: dict      # FitConfig as a flat dict (config.yaml's "config")
+    run: RunFolder
 
 
 def open_run(run: Path, flag: str = "--run") -> FitRun:
     """A `privsplat fit` run folder: its config and the dataset it was fitted on."""
-    import yaml
-
-    run = Path(run)
-    cfg_path = run / "config.yaml"
-    if not cfg_path.is_file() or not (run / "checkpoints" / "latest.pt").is_file():
-        raise PrivsplatError(f"{flag} {run} is not a privsplat run folder (needs config.yaml and "
-                             "checkpoints/latest.pt, as `privsplat fit --out RUN` writes them)")
-    try:
-        saved = yaml.safe_load(cfg_path.read_text())
-        data = Path(saved["data"])
-    except (yaml.YAMLError, TypeError, KeyError):
-        raise PrivsplatError(f"{cfg_path} is not a privsplat run config (no 'data' entry); "
-                             "was it written by `privsplat fit`?") from None
-    if not data.is_dir():
-        raise PrivsplatError(f"{flag} {run} was fitted on {data}, which no longer exists; the run's "
-                             "cameras come from that folder, so restore it (or edit 'data' in config.yaml)")
-    return FitRun(run, _load_dataset_quietly(data), saved.get("config") or {})
+    folder = RunFolder.open(run, flag)
+    saved = folder.read_config()
+    return FitRun(folder.path, folder.load_dataset(quiet=True), saved.config.to_dict(), folder)
 
 
 def render_run_views(run: FitRun, names: set[str], device: str = "auto") -> dict[str, np.ndarray]:
@@ -435,14 +423,10 @@ def render_run_views(run: FitRun, names: set[str], device: str = "auto") -> dict
     import torch
 
     from ..cameras import Cameras
-    from ..train.model import SurfelModel
     from ..train.trainer import resolve_device
 
     dev = resolve_device(device)
-    state = torch.load(run.folder / "checkpoints" / "latest.pt", map_location=dev, weights_only=False)
-    if not isinstance(state, dict) or "model" not in state:
-        raise PrivsplatError(f"{run.folder}/checkpoints/latest.pt holds no model; re-run `privsplat fit`")
-    model = SurfelModel.from_state(state["model"], dev)
+    model = run.run.load_model(dev)
     background = tuple(run.config.get("background", (0.0, 0.0, 0.0)))
     backend = run.config.get("backend", "auto")
     out = {}

@@ -21,9 +21,7 @@ No RGB of a sensitive view, and nothing derived from it other than σ, is writte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -197,35 +195,3 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
             "privsplat_normalisation": {"center": ds.center, "scale": ds.scale, "rule": ds.normalisation}})
         write_manifest(tmp, params, manifest_frames)
     return decisions
-
-
-@dataclass
-class Protect:
-    """Replace the sensitive views of a dataset by gradient magnitudes (run this on your own machine)."""
-
-    data: Path
-    """input dataset (transforms.json, COLMAP or cameras.npz folder)"""
-    out: Path
-    """output folder for the protected dataset (not inside the input)"""
-    sensitive: str = "auto"
-    """auto (face detector + poses), all, none, comma-separated frame names, or @FILE with one name per line"""
-    region_masks: Path | None = None
-    """folder of <frame name>.png masks: protect only those pixels of the sensitive views"""
-    kernel: Literal["sobel", "scharr", "central"] = "sobel"
-    blur_sigma: float = 0.0
-    """Gaussian pre-blur in input pixels before σ"""
-    resolution: int = 64
-    """long side of the protected images (area downsample); 0 = keep the input size"""
-    neutral_angle_deg: float = 120.0
-    """auto: a view without a detected face stays RGB only this far from the face direction"""
-    overwrite: bool = False
-
-    def run(self) -> None:
-        import time
-
-        t0 = time.perf_counter()
-        decisions = protect(self.data, self.out, self.sensitive, self.region_masks, kernel=self.kernel,
-                            blur_sigma=self.blur_sigma, resolution=self.resolution,
-                            neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite)
-        n = sum(s for s, _ in decisions.values())
-        print(f"protected {n} of {len(decisions)} views into {self.out} in {time.perf_counter() - t0:.1f} s")

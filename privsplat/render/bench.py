@@ -7,13 +7,8 @@ times gsplat.rasterization_2dgs called directly, so the wrapper's overhead shows
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 DEFAULT_CASES = ("5000x64", "20000x64", "20000x128", "50000x256")
 
@@ -167,7 +162,7 @@ def _device_name(dev) -> str:
     return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def _plan(backends: str) -> list[tuple[str, str]]:
+def plan_backends(backends: str) -> list[tuple[str, str]]:
     import torch
 
     cuda = torch.cuda.is_available()
@@ -184,7 +179,7 @@ def _plan(backends: str) -> list[tuple[str, str]]:
     return [("torch", "cpu")] + ([("torch", "cuda"), ("gsplat", "cuda")] if cuda else [])
 
 
-def _parse_case(text: str) -> tuple[int, int]:
+def parse_case(text: str) -> tuple[int, int]:
     from ..errors import PrivsplatError
 
     try:
@@ -192,47 +187,3 @@ def _parse_case(text: str) -> tuple[int, int]:
         return int(n), int(size)
     except ValueError:
         raise PrivsplatError(f"a case is N_SURFELSxIMAGE_SIZE like 20000x64, got {text!r}") from None
-
-
-@dataclass
-class RenderBench:
-    """Time the surfel rasterizer (forward, forward+backward) on head-like scenes."""
-
-    backends: Literal["auto", "torch", "gsplat", "all"] = "auto"
-    """auto: gsplat with CUDA, else torch; all: torch on CPU (+ torch and gsplat on CUDA)."""
-    repeats: int = 10
-    """timed repetitions per case (median reported); at least 10."""
-    cases: tuple[str, ...] = DEFAULT_CASES
-    """N_SURFELSxIMAGE_SIZE per case."""
-    json_out: Path | None = None
-    """also write the JSON here."""
-    seed: int = 0
-    threads: int = 0
-    """CPU threads for torch (0: torch's default). On a busy machine 1 avoids thread stalls."""
-
-    def run(self) -> dict:
-        import torch
-
-        from ..errors import PrivsplatError
-
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
-
-        if self.repeats < 10:
-            raise PrivsplatError(f"--repeats must be at least 10 for a stable median, got {self.repeats}")
-        cases = [_parse_case(c) for c in self.cases]
-        results = []
-        for backend, device in _plan(self.backends):
-            for n, size in cases:
-                results.append(bench_case(backend, device, n, size, self.repeats, self.seed))
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-        doc = {"benchmark": "render", "repeats": self.repeats, "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "results": results}
-        text = json.dumps(doc, indent=2)
-        print(text)
-        if self.json_out is not None:
-            from ..io import atomic_path
-
-            with atomic_path(self.json_out) as tmp:
-                Path(tmp).write_text(text + "\n")
-        return doc

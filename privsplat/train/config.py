@@ -1,21 +1,29 @@
-"""Fit configuration: one frozen dataclass; presets in configs/<name>.yaml override its defaults."""
+"""Fit configuration: frozen dataclasses grouped by concern; presets in configs/<name>.yaml.
+
+`privsplat fit --help` shows one section per group. Field names are unique across groups, so
+code reads them flat (`cfg.stage1_iters`), presets and config.yaml store them flat, and
+`FitConfig.flat(**kw)` / `cfg.replace(**kw)` take flat names too.
+
+Presets are YAML files shipped inside the package (the top-level configs/ folder, installed
+as the package privsplat.configs), read with importlib.resources so an installed wheel finds them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
 from ..errors import PrivsplatError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-
 
 @dataclass(frozen=True)
-class FitConfig:
+class ModelConfig:
     n_init: int = 6000
     """Surfels at initialisation (visual hull surface, sphere, or template)."""
     colour_model: Literal["shaded", "sh"] = "shaded"
@@ -28,14 +36,30 @@ class FitConfig:
     init_opacity: float = 0.5
     init_scale: float = 1.0
     """Initial surfel radius as a multiple of the mean nearest-neighbour spacing."""
+    template: Literal["auto", "always", "never"] = "auto"
+    """auto: start from the ICT neutral head when fewer than min_neutral_views RGB views exist."""
+    min_neutral_views: int = 3
 
+
+@dataclass(frozen=True)
+class ScheduleConfig:
     stage1_iters: int = 1500
     stage2_iters: int = 800
     views_per_step: int = 1
     render_scale: float = 1.0
     """Render resolution relative to the camera resolution (stage 2 downsamples to the protected size anyway)."""
     seed: int = 0
+    checkpoint_every: int = 200
+    stage2_rgb: bool = False
+    """Keep the neutral views' RGB loss in stage 2 (the paper drops them)."""
+    stage2_only: bool = False
+    """Ablation: skip stage 1 (start stage 2 from the initialisation or template)."""
+    single_stage: bool = False
+    """Ablation: one stage mixing RGB and gradient losses from the start."""
 
+
+@dataclass(frozen=True)
+class OptimConfig:
     lr_means: float = 1.6e-3
     lr_means_final: float = 1.6e-5
     lr_scales: float = 5e-3
@@ -46,6 +70,9 @@ class FitConfig:
     stage2_lr_factor: float = 0.5
     """Stage 2 starts its geometry learning rates at this fraction of stage 1's."""
 
+
+@dataclass(frozen=True)
+class LossConfig:
     ssim_weight: float = 0.2
     """Photometric loss = (1 - w) L1 + w (1 - SSIM), as in 2DGS."""
     normal_weight: float = 0.05
@@ -61,14 +88,12 @@ class FitConfig:
     smooth = penalise albedo differences between neighbouring surfels; freeze = no colour
     updates; drift = penalise change from stage 1; none."""
     colour_reg_weight: float = 1.0
-    stage2_rgb: bool = False
-    """Keep the neutral views' RGB loss in stage 2 (the paper drops them)."""
-    stage2_only: bool = False
-    """Ablation: skip stage 1 (start stage 2 from the initialisation or template)."""
-    single_stage: bool = False
-    """Ablation: one stage mixing RGB and gradient losses from the start."""
 
+
+@dataclass(frozen=True)
+class DensifyConfig:
     densify: bool = True
+    """Grow and prune surfels with gsplat's DefaultStrategy."""
     densify_start: float = 0.1
     densify_stop: float = 0.6
     densify_every: int = 100
@@ -77,14 +102,15 @@ class FitConfig:
     reset_every: int = 100000
     max_surfels: int = 60000
 
-    template: Literal["auto", "always", "never"] = "auto"
-    """auto: start from the ICT neutral head when fewer than min_neutral_views RGB views exist."""
-    min_neutral_views: int = 3
 
+@dataclass(frozen=True)
+class RenderConfig:
     backend: Literal["auto", "torch", "gsplat"] = "auto"
-    checkpoint_every: int = 200
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+
+@dataclass(frozen=True)
+class MeshConfig:
     mesh_orbit_views: int = 24
     mesh_resolution: int = 0
     """Depth-map size (long side) used for TSDF fusion; 0 = 2x the camera resolution, at least 128."""
@@ -92,34 +118,173 @@ class FitConfig:
     """TSDF voxel in normalised units; 0 = auto from the scene radius and depth-map size."""
     mesh_clusters: int = 1
 
-    def replace(self, **kw) -> "FitConfig":
-        return dataclasses.replace(self, **kw)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+GROUPS: dict[str, type] = {"model": ModelConfig, "schedule": ScheduleConfig, "optim": OptimConfig,
+                           "losses": LossConfig, "densification": DensifyConfig, "render": RenderConfig,
+                           "mesh": MeshConfig}
+# flat field name -> group name
+_FIELD_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    densification: DensifyConfig = field(default_factory=DensifyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: flat access to a grouped field.
+        group = _FIELD_GROUP.get(name)
+        if group is None:
+            raise AttributeError(f"FitConfig has no field {name!r}")
+        return getattr(object.__getattribute__(self, group), name)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FitConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+    def flat(cls, **values: Any) -> "FitConfig":
+        """A config from flat field names (the defaults for the rest)."""
+        return cls().replace(**values)
+
+    def replace(self, **values: Any) -> "FitConfig":
+        unknown = sorted(set(values) - set(_FIELD_GROUP))
         if unknown:
-            raise PrivsplatError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
-        d = dict(d)
-        if "background" in d:
-            d["background"] = tuple(d["background"])
-        return cls(**d)
+            raise PrivsplatError(f"unknown config keys {unknown}; valid keys: {sorted(_FIELD_GROUP)}")
+        by_group: dict[str, dict[str, Any]] = {}
+        for k, v in values.items():
+            by_group.setdefault(_FIELD_GROUP[k], {})[k] = v
+        cfg = dataclasses.replace(self, **{g: dataclasses.replace(getattr(self, g), **kv)
+                                           for g, kv in by_group.items()})
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        """Flat {field: value} (what presets and config.yaml hold)."""
+        out: dict[str, Any] = {}
+        for g in GROUPS:
+            out.update(dataclasses.asdict(getattr(self, g)))
+        out["background"] = list(out["background"])
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "config") -> "FitConfig":
+        """From a flat mapping (nested {group: {...}} mappings are accepted too)."""
+        if not isinstance(d, dict):
+            raise PrivsplatError(f"{where} must be a mapping of config keys to values, got {type(d).__name__}")
+        flat: dict[str, Any] = {}
+        for k, v in d.items():
+            if k in GROUPS and isinstance(v, dict):
+                flat.update(v)
+            else:
+                flat[k] = v
+        unknown = sorted(set(flat) - set(_FIELD_GROUP))
+        if unknown:
+            raise PrivsplatError(f"{where}: unknown config keys {unknown}; valid keys: {sorted(_FIELD_GROUP)}")
+        return cls().replace(**{k: _coerce(k, v, where) for k, v in flat.items()})
+
+    def validate(self) -> None:
+        """Refuse values no fit can run with (before any work starts)."""
+        def bad(name: str, why: str) -> PrivsplatError:
+            return PrivsplatError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: {why}")
+
+        for name in ("n_init", "views_per_step", "densify_every", "max_surfels"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        for name in ("stage1_iters", "stage2_iters", "checkpoint_every", "sh_degree", "mesh_orbit_views",
+                     "mesh_resolution", "min_neutral_views", "reset_every"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be 0 or more")
+        if self.stage1_iters + self.stage2_iters < 1:
+            raise bad("stage1_iters", "stage1_iters + stage2_iters must be at least 1")
+        if self.sh_degree > 3:
+            raise bad("sh_degree", "must be between 0 and 3")
+        for g in GROUPS:
+            for f in dataclasses.fields(GROUPS[g]):
+                v = getattr(self, f.name)
+                values = v if isinstance(v, tuple) else (v,)
+                for x in values:
+                    if isinstance(x, float) and not math.isfinite(x):
+                        raise bad(f.name, "must be a finite number")
+        for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacities", "lr_colour",
+                     "lr_light", "stage2_lr_factor", "ssim_weight", "normal_weight", "dist_weight", "mask_weight",
+                     "grad_weight", "colour_reg_weight", "grow_grad2d", "prune_opa", "mesh_voxel"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be 0 or more")
+        if self.lr_means > 0 and self.lr_means_final <= 0:
+            raise bad("lr_means_final", "must be > 0 when lr_means > 0")
+        if not 0 < self.render_scale <= 8:
+            raise bad("render_scale", "must be in (0, 8]")
+        if not 0 < self.init_opacity < 1:
+            raise bad("init_opacity", "must be in (0, 1)")
+        if self.init_scale <= 0:
+            raise bad("init_scale", "must be > 0")
+        for name in ("normal_start", "dist_start", "densify_start", "densify_stop"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "is a fraction of the stage and must be in [0, 1]")
+        if len(self.background) != 3:
+            raise bad("background", "must be three numbers (R G B)")
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """YAML values into the field's type, with a clear error for the wrong kind of value."""
+    group = GROUPS[_FIELD_GROUP[name]]
+    default = getattr(group(), name)
+    kind = type(default)
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise TypeError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            return float(value)
+        if kind is tuple:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(x, (int, float)) for x in value):
+                raise TypeError
+            return tuple(float(x) for x in value)
+        if kind is str:
+            allowed = group.__dataclass_fields__[name].type
+            if not isinstance(value, str):
+                raise TypeError
+            if "Literal" in str(allowed) and f'"{value}"' not in str(allowed) and f"'{value}'" not in str(allowed):
+                raise PrivsplatError(f"{where}: {name} = {value!r} is not one of {allowed}")
+            return value
+    except (TypeError, ValueError, OverflowError):
+        raise PrivsplatError(f"{where}: {name} = {value!r} is not a valid {kind.__name__}") from None
+    return value
+
+
+def _preset_dir():
+    return resources.files("privsplat") / "configs"
 
 
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    d = _preset_dir()
+    return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml")) if d.is_dir() else []
 
 
 def load_preset(name: str) -> FitConfig:
-    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise PrivsplatError(f"unknown preset {name!r}; choose one of {available_presets()} "
-                             "or pass a path to a .yaml file")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise PrivsplatError(f"preset {path} must be a mapping of config keys to values")
-    return FitConfig.from_dict(data)
+    """A preset by name (shipped with the package) or a path to a .yaml file of config keys."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise PrivsplatError(f"preset file {path} does not exist")
+        text, where = path.read_text(), str(path)
+    else:
+        res = _preset_dir() / f"{name}.yaml"
+        if not res.is_file():
+            raise PrivsplatError(f"unknown preset {name!r}; choose one of {available_presets()} "
+                                 "or pass a path to a .yaml file")
+        text, where = res.read_text(), f"preset {name}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise PrivsplatError(f"{where} is not valid YAML ({str(e).splitlines()[0]})") from None
+    return FitConfig.from_dict(data, where=where)

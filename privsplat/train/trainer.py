@@ -6,28 +6,29 @@ checkpoints so that a killed run resumes with at most one checkpoint interval lo
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..cameras import Cameras
-from ..data.dataset import Dataset
+from ..cameras import Cameras, camera_distances
+from ..data import Dataset, load_mask, load_protected, load_rgb, load_rgb_outside
 from ..errors import PrivsplatError
-from ..io import atomic_path
+from ..privacy.sigma import SigmaParams, gradient_magnitude
 from . import losses as L
 from .config import FitConfig
-from ..cameras import camera_distances
 from .init import sample_hull, sphere_points, template_points, visual_hull
 from .model import SurfelModel
+from .stages import StageSpec, plan_stages
 
 log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
+LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
 
 
 @dataclass
@@ -55,8 +56,6 @@ def resolve_device(device: str) -> torch.device:
 def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[View]:
     """Read every frame's targets. Protected frames are read only through load_protected:
     their RGB is never opened (the privacy rule; load_rgb refuses them anyway)."""
-    from ..data import load_mask, load_protected, load_rgb, load_rgb_outside
-
     bg = np.asarray(cfg.background, dtype=np.float32)
 
     def t(a):
@@ -127,13 +126,11 @@ def _full_screen_gradient(meta: dict) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, dataset: Dataset, cfg: FitConfig, run_dir: Path, device: torch.device,
+    def __init__(self, dataset: Dataset, cfg: FitConfig, run, device: torch.device,
                  progress: bool = True):
-        from ..privacy.sigma import SigmaParams
-
-        self.dataset, self.cfg, self.run_dir, self.device = dataset, cfg, Path(run_dir), device
+        """run: the RunFolder that checkpoints and the loss log go to."""
+        self.dataset, self.cfg, self.run, self.device = dataset, cfg, run, device
         self.progress = progress
-        self.ckpt_path = self.run_dir / "checkpoints" / "latest.pt"
         self.sigma = SigmaParams.from_dict(dataset.protection) if dataset.protection else SigmaParams()
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -143,7 +140,7 @@ class Trainer:
         self.use_template = (cfg.template == "always" or
                              (cfg.template == "auto" and self.protected_views
                               and len(self.rgb_views) < cfg.min_neutral_views))
-        self.stages = self._plan_stages()
+        self.stages = plan_stages(cfg, len(self.rgb_views), len(self.protected_views), bool(self.use_template))
         self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
@@ -155,47 +152,34 @@ class Trainer:
         self.albedo_stage1: torch.Tensor | None = None
         self._setup_stage()
 
-    # --- planning ---
-    def _plan_stages(self) -> list[tuple[str, int]]:
-        cfg = self.cfg
-        total = cfg.stage1_iters + cfg.stage2_iters
-        if not self.protected_views:
-            return [("rgb", total)]  # the full-RGB baseline: same budget, all views RGB
-        if cfg.single_stage:
-            return [("mixed", total)]
-        if cfg.stage2_only or self.use_template or not self.rgb_views:
-            return [("stage2", cfg.stage2_iters)]
-        return [("stage1", cfg.stage1_iters), ("stage2", cfg.stage2_iters)]
+    @property
+    def spec(self) -> StageSpec:
+        return self.stages[self.stage_index]
 
     @property
     def stage(self) -> str:
-        return self.stages[self.stage_index][0]
+        return self.spec.name
 
     def _pool(self) -> list[View]:
-        if self.stage in ("stage1", "rgb"):
-            return self.rgb_views
-        if self.stage == "mixed" or self.cfg.stage2_rgb:
-            return self.views
-        return self.protected_views
+        return {"rgb": self.rgb_views, "protected": self.protected_views, "all": self.views}[self.spec.views]
 
     # --- optimisation state ---
     def _setup_stage(self) -> None:
         from gsplat.strategy import DefaultStrategy
 
-        cfg, p = self.cfg, self.model.params
-        stage2 = self.stage == "stage2"
-        geo = cfg.stage2_lr_factor if stage2 else 1.0
-        colour_lr = 0.0 if (stage2 and cfg.colour_reg == "freeze") else cfg.lr_colour
+        cfg, p, spec = self.cfg, self.model.params, self.spec
+        geo = spec.lr_factor
+        colour_lr = 0.0 if spec.freeze_colour else cfg.lr_colour
         lrs = {"means": cfg.lr_means * geo, "quats": cfg.lr_quats * geo, "scales": cfg.lr_scales * geo,
                "opacities": cfg.lr_opacities * geo, "albedo": colour_lr, "sh0": colour_lr,
                "shN": colour_lr / 20}
         self.optimizers = {k: torch.optim.Adam([p[k]], lr=lrs[k], eps=1e-15) for k in p.keys()}
         # The irradiance is fitted on the neutral views (stage 1) and then held fixed.
-        self.light_opt = torch.optim.Adam([self.model.light], lr=0.0 if stage2 else cfg.lr_light)
+        self.light_opt = torch.optim.Adam([self.model.light], lr=0.0 if spec.freeze_light else cfg.lr_light)
         self.means_lr0 = lrs["means"]
-        n_steps = self.stages[self.stage_index][1]
+        n_steps = spec.iters
         self.strategy = None
-        if cfg.densify and self.stage != "stage2":
+        if spec.densify:
             self.strategy = DefaultStrategy(
                 refine_start_iter=int(cfg.densify_start * n_steps),
                 refine_stop_iter=int(cfg.densify_stop * n_steps),
@@ -209,7 +193,7 @@ class Trainer:
             # far below a pixel, rendered as screen-space low-pass blobs, and the fitted surface
             # sank about a pixel inside the silhouettes.
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
-        if stage2:
+        if spec.colour_reg:
             self._setup_colour_reg()
 
     def _setup_colour_reg(self) -> None:
@@ -225,15 +209,13 @@ class Trainer:
     # --- one step ---
     def _view_losses(self, view: View, out, i: int, frac: float) -> dict[str, torch.Tensor]:
         """Data and geometry terms of view `view`, rendered as camera `i` of the batch `out`."""
-        from ..privacy.sigma import gradient_magnitude
-
-        cfg = self.cfg
+        cfg, spec = self.cfg, self.spec
         rgb = out.rgb[i]
         terms: dict[str, torch.Tensor] = {}
-        if view.rgb is not None and (view.kind == "rgb" or self.stage != "stage1"):
+        if spec.rgb_loss and view.rgb is not None and (view.kind == "rgb" or not spec.rgb_on_neutral_only):
             terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight,
                                               view.valid)
-        if view.magnitude is not None:
+        if spec.grad_loss and view.magnitude is not None:
             mag = gradient_magnitude(rgb, self.sigma)
             if mag.shape != view.magnitude.shape:
                 raise PrivsplatError(
@@ -242,7 +224,7 @@ class Trainer:
             terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region)
         if view.mask is not None and cfg.mask_weight > 0:
             terms["mask"] = cfg.mask_weight * L.mask_loss(to_size(out.alpha[i], view.mask.shape), view.mask)
-        first = self.stage in ("stage1", "rgb", "mixed")
+        first = spec.geometry_warmup
         if cfg.normal_weight > 0 and (not first or frac >= cfg.normal_start):
             terms["normal"] = cfg.normal_weight * L.normal_consistency(out.normals[i], out.depth_normals[i],
                                                                        out.alpha[i])
@@ -252,7 +234,7 @@ class Trainer:
 
     def _colour_terms(self) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        if self.stage != "stage2" or self.neighbours is None or cfg.colour_reg_weight <= 0:
+        if not self.spec.colour_reg or self.neighbours is None or cfg.colour_reg_weight <= 0:
             return {}
         if cfg.colour_reg == "smooth":
             return {"colour": cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)}
@@ -271,6 +253,7 @@ class Trainer:
             by_size.setdefault((v.camera.width, v.camera.height), []).append(v)
         total: dict[str, float] = {}
         loss_sum = 0.0
+        metas = []
         for (w, h), views in by_size.items():
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]),
                            w, h)
@@ -290,7 +273,7 @@ class Trainer:
             loss.backward()
             if self.strategy is not None:
                 meta["grad2d_full"] = _full_screen_gradient(meta)
-            self._last_meta = meta
+                metas.append(meta)
             loss_sum += float(loss.detach())
             for k, t in terms.items():
                 total[k] = total.get(k, 0.0) + float(t.detach())
@@ -299,26 +282,47 @@ class Trainer:
                                  "lower the learning rates (e.g. --lr-means) or check the cameras")
         total["loss"] = loss_sum
         # means learning rate decays exponentially to lr_means_final over the stage
-        n_steps = self.stages[self.stage_index][1]
-        ratio = self.cfg.lr_means_final / self.cfg.lr_means
+        n_steps = self.spec.iters
+        ratio = self.cfg.lr_means_final / self.cfg.lr_means if self.cfg.lr_means > 0 else 1.0
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self.means_lr0 * ratio ** (self.step / max(n_steps, 1))
         for opt in [*self.optimizers.values(), self.light_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
+        self._check_finite_params()
         if self.strategy is not None:
             if self.model.n >= self.cfg.max_surfels:
                 self.strategy.grow_grad2d = float("inf")  # at the cap: prune only
+            # Every image-size group of the step feeds the densification statistics; the last one
+            # goes through step_post_backward, which also refines (gsplat 1.5.3's own update).
+            for meta in metas[:-1]:
+                self.strategy._update_state(self.model.params, self.strategy_state, meta, packed=False)
             self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state,
-                                             self.step, self._last_meta)
+                                             self.step, metas[-1])
         return total
+
+    def _check_finite_params(self) -> None:
+        """Stop on a diverged model: a NaN surfel is dropped by the rasterizer, so the loss alone
+        can stay finite while the model turns to garbage."""
+        for k, v in self.model.params.items():
+            if not bool(torch.isfinite(v).all()):
+                raise PrivsplatError(f"the fit diverged at {self.stage} step {self.step}: surfel parameter "
+                                     f"{k!r} became non-finite. Lower the learning rates (e.g. --lr-means, "
+                                     "--lr-scales) or check the cameras")
 
     # --- the loop ---
     def fit(self) -> dict:
         from tqdm import tqdm
 
+        log_file = open(self.run.losses_path, "a", encoding="utf-8")
+        try:
+            return self._fit(tqdm, log_file)
+        finally:
+            log_file.close()
+
+    def _fit(self, tqdm, log_file) -> dict:
         while self.stage_index < len(self.stages):
-            name, n_steps = self.stages[self.stage_index]
+            name, n_steps = self.spec.name, self.spec.iters
             smoothed: dict[str, float] = {}
             first: dict[str, list[float]] = {}
             t0 = time.perf_counter()
@@ -333,6 +337,9 @@ class Trainer:
                         first.setdefault(k, []).append(v)
                 self.step += 1
                 bar.update(1)
+                if self.step % LOSS_LOG_EVERY == 0 or self.step == n_steps:
+                    log_file.write(json.dumps({"stage": name, "step": self.step, "surfels": self.model.n,
+                                               **{k: round(v, 7) for k, v in terms.items()}}) + "\n")
                 if self.step % 20 == 0:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in smoothed.items()} | {"n": self.model.n})
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
@@ -365,14 +372,34 @@ class Trainer:
             "strategy_state": getattr(self, "strategy_state", None) if self.strategy is not None else None,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "albedo_stage1": self.albedo_stage1, "metrics": self.metrics, "config": self.cfg.to_dict(),
+            "frames": self._frame_signature(),
         }
-        with atomic_path(self.ckpt_path) as tmp:
-            torch.save(state, tmp)
+        self.run.save_checkpoint(state)
+
+    def _frame_signature(self) -> list[list[str]]:
+        return [[f.name, f.kind] for f in self.dataset.frames]
 
     def load_checkpoint(self) -> None:
-        if not self.ckpt_path.is_file():
-            raise PrivsplatError(f"--resume: no checkpoint at {self.ckpt_path}; start without --resume")
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        """Continue from the run's checkpoint; refuse one written for another config or dataset."""
+        state = self.run.load_checkpoint(self.device)
+        if state.get("config") != self.cfg.to_dict():
+            saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+            diff = sorted(k for k in set(saved) | set(self.cfg.to_dict())
+                          if saved.get(k) != self.cfg.to_dict().get(k))
+            raise PrivsplatError(f"--resume: the checkpoint in {self.run.path} was written with another "
+                                 f"config (differs in {diff[:8]}); resume with the same flags and preset, "
+                                 "or start a new run")
+        if state.get("frames") != self._frame_signature():
+            raise PrivsplatError(f"--resume: the checkpoint in {self.run.path} was fitted on other data "
+                                 "(its frames differ from this dataset's); resume on the same --data or start "
+                                 "a new run")
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise PrivsplatError(f"--resume: checkpoint {self.run.checkpoint_path} is incomplete "
+                                 f"({type(e).__name__}: {e}); start a new run") from None
+
+    def _restore(self, state: dict) -> None:
         self.stage_index, self.step = state["stage_index"], state["step"]
         self.model = SurfelModel.from_state(state["model"], self.device)
         self.metrics = state["metrics"]

@@ -1,0 +1,76 @@
+"""The `privsplat` command line: one thin module per subcommand, each a tyro dataclass whose fields
+are the flags and whose run() calls into the core. Nothing in the core imports this package.
+
+Subcommand modules are imported only when their command runs, so `privsplat --help` stays quick
+(it reads the one-line summaries below instead of importing torch and open3d).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> (module, class, one-line summary for `privsplat --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("synth", "Synth", "render a multi-view test dataset of a mesh, with ground truth"),
+    "protect": ("protect", "Protect", "on your machine: keep neutral views as RGB, turn sensitive views into "
+                                      "gradient magnitudes"),
+    "fit": ("fit", "Fit", "two-stage surfel fit of a (protected) dataset, then a TSDF mesh"),
+    "mesh": ("mesh", "Mesh", "re-extract the mesh of a finished run"),
+    "eval": ("eval", "Eval", "geometry metrics of a mesh against ground truth"),
+    "privacy-eval": ("privacy_eval", "PrivacyEval", "face recognition on what an attacker could hold"),
+    "demo": ("demo", "Demo", "synth -> protect -> fit -> mesh -> score on the bundled head"),
+    "render-bench": ("render_bench", "RenderBench", "time the surfel rasterizer (JSON)"),
+}
+
+
+def load_command(name: str):
+    module, cls, _ = COMMANDS[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: privsplat COMMAND [--help] [flags]", "",
+             "Privacy-preserving reconstruction with 2D Gaussian surfels.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    lines += ["", "Run `privsplat COMMAND --help` for a command's flags."]
+    return "\n".join(lines)
+
+
+def _description(cls) -> str:
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"privsplat: error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    import tyro
+
+    from ..errors import PrivsplatError
+
+    name, args = argv[0], argv[1:]
+    try:
+        cls = load_command(name)
+        prog, description = f"privsplat {name}", _description(cls)
+        if hasattr(cls, "parse"):
+            cmd = cls.parse(args, prog, description)
+        else:
+            cmd = tyro.cli(cls, args=args, prog=prog, description=description)
+        cmd.run()
+    except PrivsplatError as e:
+        print(f"privsplat: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("privsplat: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0

@@ -1,0 +1,56 @@
+"""Stages as data: what each stage of a fit trains on, with which terms, and what it holds fixed.
+
+The trainer reads these fields and never compares stage names. `plan_stages` turns a config and
+the dataset's view counts into the list of stages (the paper's two stages, the full-RGB baseline,
+or an ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .config import FitConfig
+
+ViewPool = Literal["rgb", "protected", "all"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    iters: int
+    views: ViewPool
+    """Which views a step samples from."""
+    rgb_loss: bool
+    """Photometric loss on views that carry RGB (neutral views, and region-protected views' outside)."""
+    rgb_on_neutral_only: bool
+    """Apply the photometric loss only to neutral views (stage 1: region-protected views wait)."""
+    grad_loss: bool
+    """The gradient-magnitude loss (eq. 5) on protected views."""
+    geometry_warmup: bool
+    """Normal consistency / distortion switch on after cfg.normal_start / dist_start of the stage."""
+    lr_factor: float
+    """Multiplier of the geometry learning rates (means, quats, scales, opacities)."""
+    freeze_light: bool
+    """Hold the learned irradiance fixed (fitted on neutral views, then frozen)."""
+    freeze_colour: bool
+    densify: bool
+    colour_reg: bool
+    """Apply the colour regulariser (the surfel analogue of the paper's Lipschitz bound)."""
+
+
+def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
+    total = cfg.stage1_iters + cfg.stage2_iters
+    if n_protected == 0:  # the full-RGB baseline: same budget, all views RGB
+        return [StageSpec("rgb", total, "rgb", True, True, False, True, 1.0, False, False, cfg.densify, False)]
+    if cfg.single_stage:
+        return [StageSpec("mixed", total, "all", True, False, True, True, 1.0, False, False, cfg.densify, False)]
+    stage2 = StageSpec("stage2", cfg.stage2_iters, "all" if cfg.stage2_rgb else "protected",
+                       rgb_loss=True, rgb_on_neutral_only=False, grad_loss=True, geometry_warmup=False,
+                       lr_factor=cfg.stage2_lr_factor, freeze_light=True,
+                       freeze_colour=cfg.colour_reg == "freeze", densify=False, colour_reg=True)
+    if cfg.stage2_only or use_template or n_rgb == 0:
+        return [stage2]
+    stage1 = StageSpec("stage1", cfg.stage1_iters, "rgb", True, True, False, True, 1.0, False, False,
+                       cfg.densify, False)
+    return [stage1, stage2]
