@@ -5,11 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# open3d's wheel links against the system libusb-1.0.
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
-  echo "installing libusb-1.0-0 (needed by open3d)"
+# System packages: open3d's wheel links against libusb-1.0; text regions and the OCR attacker
+# use tesseract (its English data comes with the package; nothing is downloaded at run time).
+NEED=""
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || NEED="$NEED libusb-1.0-0"
+command -v tesseract >/dev/null 2>&1 || NEED="$NEED tesseract-ocr"
+if [ -n "$NEED" ]; then
+  echo "installing system packages:$NEED"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y -q libusb-1.0-0 || { $SUDO apt-get update -q && $SUDO apt-get install -y -q libusb-1.0-0; }
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -q $NEED || { $SUDO apt-get update -q && $SUDO apt-get install -y -q $NEED; }
 fi
 
 PY=${PYTHON:-python3}
@@ -18,5 +23,5 @@ PY=${PYTHON:-python3}
 # Pin torch first: a bare `pip install torch` pulls a multi-GB CUDA build.
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
-.venv/bin/python -m pip install -q -e ".[test,fr]"
+.venv/bin/python -m pip install -q -e ".[test,fr,batch]"
 .venv/bin/python -c "import torch, open3d, gsplat; print('privsplat ready: torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
