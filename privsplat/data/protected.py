@@ -27,6 +27,7 @@ KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
 
 MANIFEST_NAME = "privsplat_manifest.json"
 MANIFEST_VERSION = 1
+MAX_BLUR_SIGMA = 64.0  # input pixels
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class SigmaParams:
         if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma)
                 and self.blur_sigma >= 0):
             raise PrivsplatError(f"σ blur_sigma must be a finite number >= 0, got {self.blur_sigma!r}")
+        if self.blur_sigma > MAX_BLUR_SIGMA:
+            raise PrivsplatError(f"σ blur_sigma {self.blur_sigma} is too large (at most {MAX_BLUR_SIGMA} px: a "
+                                 "wider blur leaves nothing of the image and its kernel would not fit in memory)")
         if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool)
                 and self.resolution >= 0):
             raise PrivsplatError(f"σ resolution must be an integer >= 0, got {self.resolution!r}")

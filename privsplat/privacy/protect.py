@@ -157,6 +157,14 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
                 paths["mask_path"] = tmp / "masks" / f"{frame.name}.png"
                 write_png(paths["mask_path"], np.round(mask * 255).astype(np.uint8))
             region = _load_region(region_dir, frame) if sens else None
+            if region is not None and not region.any():
+                # An empty region (e.g. a detector that found nothing) must not leave the view's RGB:
+                # err toward protection and protect the whole view.
+                region = None
+                why += "; its region mask is empty, so the whole view is protected"
+                decisions[frame.name] = (sens, why)
+                if verbose:
+                    print(f"{frame.name}: its region mask is empty; protecting the whole view")
             if not sens:
                 image_path = tmp / "images" / f"{frame.name}.png"
                 write_png(image_path, np.round(rgb * 255).astype(np.uint8))
