@@ -13,7 +13,7 @@ from privsplat.cameras import intrinsics_from_fov  # noqa: E402
 from privsplat.data import load_dataset, load_rgb  # noqa: E402
 from privsplat.data.capture import extract_video_frames, prepare, sharpness  # noqa: E402
 from privsplat.data.dataset import SourceCamera  # noqa: E402
-from privsplat.data.synth_room import orbit, render_room, room_texture  # noqa: E402
+from privsplat.data.synth_room import orbit, pose_errors, render_room, room_texture  # noqa: E402
 from privsplat.errors import PrivsplatError  # noqa: E402
 
 W, H, RADIUS = 320, 240, 2.5
@@ -25,25 +25,6 @@ def render_views(n: int, lens=LENS, size=(W, H)):
     tex = room_texture()
     poses = orbit(n, RADIUS)
     return [render_room(K, w, *size, tex, lens) for w in poses], np.stack(poses)
-
-
-def centers(w2c: np.ndarray) -> np.ndarray:
-    return -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
-
-
-def pose_errors(gt: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rotation errors in degrees, centre errors in gt units) after the similarity est ≈ s R gt + t."""
-    cg, ce = centers(gt), centers(est)
-    X, Y = cg - cg.mean(0), ce - ce.mean(0)
-    U, S, Vt = np.linalg.svd(Y.T @ X / len(X))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / (X ** 2).sum(1).mean()
-    t = ce.mean(0) - s * R @ cg.mean(0)
-    centre_err = np.linalg.norm((ce - t) @ R / s - cg, axis=1)
-    # est w2c rotation in the aligned world is R_est R; it should equal R_gt
-    cos = (np.einsum("nij,nij->n", gt[:, :3, :3], est[:, :3, :3] @ R) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1, 1))), centre_err
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +117,27 @@ def test_prepare_from_video(tmp_path):
         vw.write(np.ascontiguousarray(img[:, :, ::-1]))
     vw.release()
     report = prepare(tmp_path / "out", video=video, frames=24, threads=1, verbose=False)
-    assert report.matching == "sequential" and report.total == 24 and len(report.registered) >= 22
+    assert report.matching == "sequential" and report.total == 24 and len(report.registered) >= 23
     ds = load_dataset(tmp_path / "out", warn_unprotected=False)
     est = np.stack([f.extra["w2c_input"] for f in ds.frames])
     rot, centre = pose_errors(gt[[int(f.name[6:12]) for f in ds.frames]], est)
     assert rot.max() < 1.0 and centre.max() < 0.01 * RADIUS
     print(f"\nprepare video 24 of 48 frames: rotation error max {rot.max():.3f} deg, centre error max "
           f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}")
+
+
+def test_pose_errors_see_a_similarity_through_and_nothing_else():
+    """est = gt in another world (x' = s Q x + t): zero error; one camera turned by 2 degrees: 2 degrees."""
+    gt = np.stack(orbit(10, RADIUS))
+    s, Q, t = 0.3, cv2.Rodrigues(np.array([0.3, -1.0, 0.5]))[0], np.array([1.0, 2.0, 3.0])
+    est = np.tile(np.eye(4), (10, 1, 1))
+    for e, w in zip(est, gt):
+        c = -w[:3, :3].T @ w[:3, 3]
+        e[:3, :3] = w[:3, :3] @ Q.T
+        e[:3, 3] = -e[:3, :3] @ (s * Q @ c + t)
+    rot, centre = pose_errors(gt, est)
+    assert rot.max() < 1e-5 and centre.max() < 1e-9
+    est[0, :3, :3] = cv2.Rodrigues(np.array([0.0, np.deg2rad(2), 0]))[0] @ est[0, :3, :3]
+    est[0, :3, 3] = cv2.Rodrigues(np.array([0.0, np.deg2rad(2), 0]))[0] @ est[0, :3, 3]  # same centre
+    rot, centre = pose_errors(gt, est)
+    assert rot[0] == pytest.approx(2.0, abs=1e-4) and rot[1:].max() < 1e-5 and centre.max() < 1e-9

@@ -7,7 +7,8 @@ Runs on the user's own machine, on the original images; nothing is uploaded or d
    the Laplacian of a small grey copy) is kept, so blur is avoided without bunching.
 2. Structure from motion with pycolmap (COLMAP): SIFT features (long side capped at
    `sift_max_size` to keep CPU time sane), matching (sequential for video frames, which
-   are ordered; exhaustive for photo sets), incremental mapping; the largest model wins.
+   are ordered, with the orbit's end matched to its start; exhaustive for photo sets),
+   incremental mapping; the largest model wins.
    One shared camera (intrinsics and distortion) for video frames and for photos of one
    size; one per photo when sizes differ or `cameras="per_image"`.
 3. Refusal. Fewer than `min_registered` (share) of the images registered → PrivsplatError
@@ -22,9 +23,6 @@ Runs on the user's own machine, on the original images; nothing is uploaded or d
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -157,37 +155,75 @@ def extract_video_frames(video: Path, out_dir: Path, n: int, verbose: bool = Tru
 
 # ----------------------------------------------------------------------------- SfM
 
-@contextlib.contextmanager
-def _progress(db: Path, query: str, total: int, desc: str, verbose: bool):
-    """A tqdm bar fed by polling the COLMAP database while a pycolmap call runs in this thread."""
+def _chunks(items: list, n_chunks: int = 20, min_size: int = 1) -> list[list]:
+    """About n_chunks pieces for a progress bar; min_size bounds the per-call overhead of pycolmap."""
+    size = max(min_size, -(-len(items) // n_chunks))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def sequential_pairs(names: list[str], overlap: int = 10, loop: bool = True) -> list[tuple[str, str]]:
+    """Pairs for ordered frames: each with its next `overlap` frames and frames 2^k ahead (COLMAP's
+    quadratic overlap), plus the last `overlap` against the first ones, since an orbit ends where it
+    began (no vocabulary tree, so no other loop detection: nothing may be downloaded)."""
+    n = len(names)
+    pairs = {(i, j) for i in range(n) for j in range(i + 1, min(n, i + overlap + 1))}
+    pairs |= {(i, i + 2 ** k) for i in range(n) for k in range(overlap) if i + 2 ** k < n}
+    if loop:
+        pairs |= {(i, j) for i in range(min(overlap, n)) for j in range(max(0, n - overlap), n) if i < j}
+    return [(names[i], names[j]) for i, j in sorted(pairs)]
+
+
+def exhaustive_pairs(names: list[str]) -> list[tuple[str, str]]:
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def extract_features(db: Path, image_dir: Path, names: list[str], camera_model: str, single_camera: bool,
+                     sift_max_size: int, threads: int, verbose: bool) -> None:
+    """SIFT into the database, in chunks so the bar moves; one shared camera if single_camera."""
+    import pycolmap
     from tqdm import tqdm
 
-    stop = threading.Event()
-    bar = tqdm(total=total, desc=desc, disable=not verbose)
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = sift_max_size
+    extraction.num_threads = threads
+    mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
+    with tqdm(total=len(names), desc="SfM features", unit="image", disable=not verbose) as bar:
+        for chunk in _chunks(names):
+            pycolmap.extract_features(db, image_dir, image_names=chunk, camera_mode=mode, reader_options=reader,
+                                      extraction_options=extraction, device=pycolmap.Device.cpu)
+            if single_camera and reader.existing_camera_id < 0:  # later chunks reuse the first chunk's camera
+                cams = pycolmap.Database.open(db).read_all_cameras()
+                reader.existing_camera_id = cams[0].camera_id
+                mode = pycolmap.CameraMode.AUTO
+            bar.update(len(chunk))
 
-    def poll():
-        while not stop.wait(0.5):
-            try:
-                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)) as con:
-                    done = con.execute(query).fetchone()[0]
-                bar.update(max(0, min(total, done) - bar.n))
-            except sqlite3.Error:
-                pass  # locked or not created yet: try again
 
-    t = threading.Thread(target=poll, daemon=True)
-    t.start()
-    try:
-        yield bar
-    finally:
-        stop.set()
-        t.join()
-        bar.update(total - bar.n)
-        bar.close()
+def match_pairs(db: Path, work: Path, pairs: list[tuple[str, str]], threads: int, verbose: bool) -> None:
+    """Match and verify the given image pairs, in chunks so the bar moves."""
+    import pycolmap
+    from tqdm import tqdm
+
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = threads
+    pairing = pycolmap.ImportedPairingOptions()
+    pairing.match_list_path = str(work / "pairs.txt")
+    with tqdm(total=len(pairs), desc="SfM matching", unit="pair", disable=not verbose) as bar:
+        for chunk in _chunks(pairs, min_size=200):
+            (work / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in chunk))
+            pycolmap.match_image_pairs(db, matching_options=matching, pairing_options=pairing,
+                                       device=pycolmap.Device.cpu)
+            bar.update(len(chunk))
 
 
 def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, camera_model: str,
             single_camera: bool, sift_max_size: int, threads: int, verbose: bool) -> tuple[object, dict[str, float]]:
-    """pycolmap features → matches → incremental mapping; (largest reconstruction or None, seconds per step)."""
+    """pycolmap features → matches → incremental mapping; (largest reconstruction or None, seconds per step).
+
+    pycolmap runs in this thread only: it links its own SQLite, and a second SQLite library touching
+    the database at the same time (e.g. Python's, to poll progress) corrupts it (SIGBUS).
+    """
     import pycolmap
     from tqdm import tqdm
 
@@ -197,30 +233,11 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, cam
         db.unlink()
     seconds = {}
     t0 = time.perf_counter()
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = camera_model
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = sift_max_size
-    extraction.num_threads = threads
-    mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
-    with _progress(db, "SELECT COUNT(*) FROM keypoints", len(names), "SfM features", verbose):
-        pycolmap.extract_features(db, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
-                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+    extract_features(db, image_dir, names, camera_model, single_camera, sift_max_size, threads, verbose)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = threads
-    n = len(names)
-    if sequential:
-        pairing = pycolmap.SequentialPairingOptions()
-        pairing.num_threads = threads
-        n_pairs = sum(min(pairing.overlap, n - 1 - i) for i in range(n))  # a lower bound with quadratic overlap
-        with _progress(db, "SELECT COUNT(*) FROM two_view_geometries", n_pairs, "SfM matching", verbose):
-            pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing,
-                                      device=pycolmap.Device.cpu)
-    else:
-        with _progress(db, "SELECT COUNT(*) FROM two_view_geometries", n * (n - 1) // 2, "SfM matching", verbose):
-            pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
+    pairs = sequential_pairs(names) if sequential else exhaustive_pairs(names)
+    match_pairs(db, work, pairs, threads, verbose)
     seconds["matching"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     options = pycolmap.IncrementalPipelineOptions()
@@ -229,10 +246,12 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, cam
     options.random_seed = 0
     sparse = work / "sparse"
     sparse.mkdir(parents=True, exist_ok=True)
+    n = len(names)
     with tqdm(total=n, desc="SfM registering", unit="image", disable=not verbose) as bar:
+        # the mapper may start over for a second model; the bar counts registrations, capped at n
         models = pycolmap.incremental_mapping(db, image_dir, sparse, options,
-                                              initial_image_pair_callback=lambda: bar.update(2),
-                                              next_image_callback=lambda: bar.update(1))
+                                              initial_image_pair_callback=lambda: bar.update(min(2, n - bar.n)),
+                                              next_image_callback=lambda: bar.update(min(1, n - bar.n)))
     seconds["mapping"] = time.perf_counter() - t0
     if not models:
         return None, seconds

@@ -101,3 +101,23 @@ def render_room(K: np.ndarray, w2c: np.ndarray, width: int, height: int, texture
                     borderMode=cv2.BORDER_REFLECT)
     shade = SHADE[face].reshape(height, width, 1) * np.where(hit_box, 1.0, 0.85).reshape(height, width, 1)
     return np.clip(img * shade, 0, 255).astype(np.uint8)
+
+
+def camera_centers(w2c: np.ndarray) -> np.ndarray:
+    return -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
+
+
+def pose_errors(gt: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rotation errors in degrees, centre errors in gt units) of w2c poses [N,4,4] after the
+    similarity that best maps gt camera centres onto est's (Umeyama): SfM fixes no scale or frame."""
+    cg, ce = camera_centers(gt), camera_centers(est)
+    X, Y = cg - cg.mean(0), ce - ce.mean(0)
+    U, S, Vt = np.linalg.svd(Y.T @ X / len(X))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    s = np.trace(np.diag(S) @ D) / (X ** 2).sum(1).mean()
+    t = ce.mean(0) - s * R @ cg.mean(0)
+    centre_err = np.linalg.norm((ce - t) @ R / s - cg, axis=1)
+    # in the aligned world est's rotation is R_est R; it should equal R_gt
+    cos = (np.einsum("nij,nij->n", gt[:, :3, :3], est[:, :3, :3] @ R) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1, 1))), centre_err
