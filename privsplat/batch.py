@@ -35,9 +35,13 @@ from .errors import PrivsplatError
 
 log = logging.getLogger("privsplat")
 
-JOB_RECORD = "batch_job.json"    # in each run folder: the job's spec, status, error, attempts, seconds
-ATTEMPTS_LOG = "attempts.jsonl"  # in each run folder: one line per start of the job's task
-JOB_LOG = "fit.log"              # in each run folder: the job's log lines
+# The batch's own files live in DIR/.batch/<job>/, not in the run folder DIR/<job>/: a run folder
+# holds what a fit writes and nothing else (fit --overwrite refuses a folder with foreign files).
+STATE_DIR = ".batch"
+JOB_RECORD = "job.json"          # the job's spec, status, error, attempts, seconds
+ATTEMPTS_LOG = "attempts.jsonl"  # one line per start of the job's task
+JOB_LOG = "job.log"              # the job's log lines
+ERROR_TXT = "error.txt"          # the traceback of an unexpected exception
 JOB_KEYS = {"name", "dataset", "preset", "overrides", "gt", "gt_face_mask"}
 FINAL = ("done", "skipped", "failed", "refused")
 
@@ -102,6 +106,12 @@ class Progress:
         eta = "?" if self.eta_s is None else _duration(self.eta_s)
         return (f"batch: {self.done}/{self.total} done, {self.running} running, {self.queued} queued, "
                 f"{self.failed} failed; {_duration(self.elapsed_s)} elapsed, ETA {eta}")
+
+
+def state_dir(run_dir: Path) -> Path:
+    """DIR/.batch/<job> for the run folder DIR/<job>: where the batch keeps its files about the job."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / STATE_DIR / run_dir.name
 
 
 # --- reading JOBS ----------------------------------------------------------------------------
@@ -206,11 +216,11 @@ def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> 
     """fit → mesh → (eval) → report for one job; resumes from the run's checkpoint when there
     is one (a retried task whose worker died). Returns {"status", "error"?, "summary"}."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
+    run, state = Path(run_dir), state_dir(Path(run_dir))
+    state.mkdir(parents=True, exist_ok=True)
     job = Job.from_spec(spec)
     logger = logging.getLogger("privsplat")
-    handler, level = _log_to_file(run / JOB_LOG), logger.level
+    handler, level = _log_to_file(state / JOB_LOG), logger.level
     try:
         resume = (run / "checkpoints" / "latest.pt").is_file()
         _record_attempt(run, resume)
@@ -228,10 +238,9 @@ def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> 
 def _pipeline(job: Job, run: Path, device: str, threads: int, resume: bool) -> dict:
     from .io import write_json
     from .report import EVAL_NAME, write_report
-    from .train.fit import fit_run
+    from .pipeline import fit_run
 
-    # overwrite=True without a checkpoint: the folder holds only this job's own logs, or a
-    # failed earlier attempt that stopped before its first checkpoint.
+    # overwrite=True without a checkpoint: a failed earlier attempt may have left some outputs.
     metrics = fit_run(job.dataset, run, job_config(job), device=device, resume=resume, overwrite=not resume,
                       progress=False, preset=job.preset, threads=threads, mesh=True)
     summary = {"surfels": metrics.get("surfels"), "fit_mesh_seconds": metrics.get("total_seconds")}
@@ -264,14 +273,15 @@ def _record_attempt(run: Path, resume: bool) -> None:
 
         state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
         rec["resumed_from"] = {"stage_index": state["stage_index"], "step": state["step"]}
-    with open(run / ATTEMPTS_LOG, "a") as f:
+    with open(state_dir(run) / ATTEMPTS_LOG, "a") as f:
         f.write(json.dumps(rec) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
 def read_attempts(run: Path) -> list[dict]:
-    path = run / ATTEMPTS_LOG
+    """The task starts of the job whose run folder is `run` (pid, host, started, resumed_from)."""
+    path = state_dir(run) / ATTEMPTS_LOG
     if not path.is_file():
         return []
     out = []
@@ -327,7 +337,7 @@ def run_batch(jobs: str | Path | list[Job], out: str | Path, address: str | None
 def _before_scheduling(job: Job, out: Path, allow_unprotected: bool) -> JobResult | None:
     """None when the job is to run; else its result (skipped: finished earlier; refused: bad input)."""
     run = out / job.name
-    prev = _read_json(run / JOB_RECORD)
+    prev = _read_json(state_dir(run) / JOB_RECORD)
     if prev and prev.get("spec") != job.spec() and (run / "checkpoints").exists():
         # Resuming (or skipping) a run of another dataset, preset or overrides would be wrong.
         return JobResult(job.name, "refused", run, error=(
@@ -415,10 +425,11 @@ def _collect(ray, ref, job: Job, run: Path, seconds: float, retries: int) -> Job
         cause = e.cause if getattr(e, "cause", None) is not None else e
         _write_traceback(run, str(e))
         return JobResult(job.name, "failed", run, f"{type(cause).__name__}: {cause} (traceback in "
-                         f"{run.name}/error.txt)", round(seconds, 2), attempts)
+                         f"{STATE_DIR}/{run.name}/{ERROR_TXT})", round(seconds, 2), attempts)
     except (WorkerCrashedError, TaskCancelledError) as e:
         return JobResult(job.name, "failed", run, f"its worker died {retries + 1} times (out of memory? "
-                         f"see {run.name}/{JOB_LOG}): {type(e).__name__}", round(seconds, 2), attempts)
+                         f"see {STATE_DIR}/{run.name}/{JOB_LOG}): {type(e).__name__}", round(seconds, 2),
+                         attempts)
     except Exception as e:  # other Ray system errors (node lost, object lost)
         return JobResult(job.name, "failed", run, f"Ray error: {type(e).__name__}: {e}", round(seconds, 2), attempts)
     return JobResult(job.name, res["status"], run, res.get("error"), round(seconds, 2), attempts,
@@ -426,14 +437,14 @@ def _collect(ray, ref, job: Job, run: Path, seconds: float, retries: int) -> Job
 
 
 def _write_traceback(run: Path, text: str) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "error.txt").write_text(text)
+    state_dir(run).mkdir(parents=True, exist_ok=True)
+    (state_dir(run) / ERROR_TXT).write_text(text)
 
 
 def _progress(jobs, pending, results, out, durations, slots, t0) -> Progress:
     # A pending task is running once its attempt is logged (a queued one has not started).
-    running = [j.name for j in pending.values() if (out / j.name / ATTEMPTS_LOG).is_file()
-               and (out / j.name / ATTEMPTS_LOG).stat().st_mtime >= t0]
+    logs = {j.name: state_dir(out / j.name) / ATTEMPTS_LOG for j in pending.values()}
+    running = [n for n, p in logs.items() if p.is_file() and p.stat().st_mtime >= t0]
     done = sum(r.status in ("done", "skipped") for r in results.values())
     failed = sum(r.status in ("failed", "refused") for r in results.values())
     left = len(pending)
@@ -449,8 +460,7 @@ def _record(r: JobResult, job: Job) -> JobResult:
     """Write RUN/batch_job.json (what a re-run reads to skip finished jobs)."""
     from .io import write_json
 
-    r.run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(r.run_dir / JOB_RECORD, {"spec": job.spec(), "status": r.status, "error": r.error,
+    write_json(state_dir(r.run_dir) / JOB_RECORD, {"spec": job.spec(), "status": r.status, "error": r.error,
                                         "seconds": r.seconds, "attempts": r.attempts, "summary": r.summary,
                                         "finished": time.time()})
     return r
@@ -481,10 +491,11 @@ def write_summary(out: Path, results: list[JobResult], wall_s: float) -> dict:
 
 
 def _summary_row(out: Path, r: JobResult) -> dict:
-    report = r.run_dir / "report.html"
+    report, job_log = r.run_dir / "report.html", state_dir(r.run_dir) / JOB_LOG
     return {"name": r.name, "status": r.status, "error": r.error, "seconds": r.seconds, "attempts": r.attempts,
             "run_dir": os.path.relpath(r.run_dir, out),
-            "report": os.path.relpath(report, out) if report.is_file() else None, **r.summary}
+            "report": os.path.relpath(report, out) if report.is_file() else None,
+            "log": os.path.relpath(job_log, out) if job_log.is_file() else None, **r.summary}
 
 
 def _fmt(v) -> str:
@@ -498,7 +509,7 @@ def _markdown(rows: list[dict], counts: dict, wall_s: float) -> str:
              "| job | status | seconds | attempts | surfels | Chamfer | report | error |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        link = f"[report]({r['report']})" if r["report"] else ""
+        link = " ".join(f"[{k}]({r[k]})" for k in ("report", "log") if r[k])
         err = (r["error"] or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r['name']} | {r['status']} | {_fmt(r['seconds'])} | {r['attempts']} | "
                      f"{_fmt(r.get('surfels'))} | {_fmt(r.get('chamfer'))} | {link} | {err} |")
@@ -511,6 +522,8 @@ def _index_html(rows: list[dict], counts: dict, wall_s: float) -> str:
     for r in rows:
         name = html.escape(r["name"])
         link = f'<a href="{html.escape(r["report"])}">{name}</a>' if r["report"] else name
+        if r["log"]:
+            link += f' <small>(<a href="{html.escape(r["log"])}">log</a>)</small>'
         body.append(f"<tr><td>{link}</td><td style=\"color:{colour.get(r['status'], '#000')}\">{r['status']}</td>"
                     f"<td>{_fmt(r['seconds'])}</td><td>{r['attempts']}</td><td>{_fmt(r.get('surfels'))}</td>"
                     f"<td>{_fmt(r.get('chamfer'))}</td><td>{html.escape(r['error'] or '')}</td></tr>")

@@ -29,7 +29,7 @@ from .errors import PrivsplatError
 log = logging.getLogger("privsplat")
 
 REPORT_NAME = "report.html"
-LOSSES_NAME = "losses.jsonl"   # per-step loss log: one {"stage", "step", "terms": {name: value}} a line
+LOSSES_NAME = "losses.jsonl"   # the trainer's loss log: {"stage", "step", "surfels", <term>: value, ...} a line
 EVAL_NAME = "eval.json"        # geometry metrics against ground truth (written by `privsplat batch`)
 SECTIONS = {                    # id -> heading; the page shows them in this order
     "inputs": "Inputs",
@@ -139,8 +139,9 @@ def _load_model(run_dir: Path, device: str):
 def read_losses(run_dir: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
     """RUN/losses.jsonl → {stage: {term: (steps, values)}}; {} when the file is absent.
 
-    A line that does not parse (a run killed mid-write) is skipped; steps repeated after a
-    resume keep their last value."""
+    A line holds "stage", "step" and the loss terms, either flat beside them (what the trainer
+    writes; "surfels" is not a term) or under "terms". A line that does not parse (a run killed
+    mid-write) is skipped; steps repeated after a resume keep their last value."""
     path = run_dir / LOSSES_NAME
     if not path.is_file():
         return {}
@@ -148,11 +149,14 @@ def read_losses(run_dir: Path) -> dict[str, dict[str, tuple[list[int], list[floa
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
-            stage, step, terms = str(rec["stage"]), int(rec["step"]), rec["terms"]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            stage, step = str(rec["stage"]), int(rec["step"])
+            terms = rec["terms"] if "terms" in rec else {k: v for k, v in rec.items()
+                                                         if k not in ("stage", "step", "surfels")}
+            values = {k: float(v) for k, v in terms.items()}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue
-        for k, v in terms.items():
-            by_stage.setdefault(stage, {}).setdefault(k, {})[step] = float(v)
+        for k, v in values.items():
+            by_stage.setdefault(stage, {}).setdefault(k, {})[step] = v
     return {s: {k: (sorted(d), [d[i] for i in sorted(d)]) for k, d in terms.items()}
             for s, terms in by_stage.items()}
 
@@ -336,7 +340,7 @@ def _geometry(c: RunContents, max_views: int, **_) -> str:
 def _losses(c: RunContents, **_) -> str:
     curves = read_losses(c.run_dir)
     if curves:
-        return (f"<p>Per-step loss terms from {LOSSES_NAME} (log scale).</p>"
+        return (f"<p>Loss terms per step from {LOSSES_NAME} (log scale).</p>"
                 + _plot_uri_img(lambda fig: _plot_curves(fig, curves), len(curves)))
     stages = (c.metrics or {}).get("stages") or {}
     if not stages:

@@ -33,7 +33,7 @@ SIZES = {
 
 def make_datasets(root: Path, n: int, size: str) -> list[Path]:
     from privsplat.data.synth import synthesize
-    from privsplat.demo import rear_view_names
+    from privsplat.data.synth import rear_view_names
     from privsplat.privacy.protect import protect
 
     views, res, neutral, _ = SIZES[size]

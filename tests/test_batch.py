@@ -106,7 +106,10 @@ def test_job_error_is_recorded_and_a_rerun_resumes(protected_head, tmp_path):
     attempts = read_attempts(run)
     assert res["status"] == "failed" and [a["pid"] for a in attempts] == [os.getpid()] * 2
     assert "resumed_from" not in attempts[0] and attempts[1]["resumed_from"] == {"stage_index": 2, "step": 0}
-    assert "has no triangles" in (run / "fit.log").read_text()
+    assert "has no triangles" in (tmp_path / "out" / ".batch" / "j" / "job.log").read_text()
+    from privsplat.pipeline import LOCK_NAME, RUN_OUTPUTS
+
+    assert {p.name for p in run.iterdir()} <= {*RUN_OUTPUTS, LOCK_NAME}  # the batch's own files live elsewhere
 
 
 def test_rerun_skips_done_and_refuses_a_changed_spec_without_starting_ray(protected_head, synth_head, tmp_path):
@@ -115,18 +118,19 @@ def test_rerun_skips_done_and_refuses_a_changed_spec_without_starting_ray(protec
 
     out = tmp_path / "out"
     done, changed = Job("done", protected_head, overrides=TINY), Job("changed", protected_head, overrides=TINY)
-    write_json(out / "done" / "batch_job.json", {"spec": done.resolved().spec(), "status": "done", "seconds": 12.5,
+    write_json(out / ".batch" / "done" / "job.json", {"spec": done.resolved().spec(), "status": "done", "seconds": 12.5,
                                                 "attempts": 1, "summary": {"surfels": 77}})
+    (out / "done").mkdir()
     (out / "done" / "report.html").write_text("<html></html>")
     old = Job("changed", protected_head, overrides={**TINY, "seed": 5}).resolved().spec()
-    write_json(out / "changed" / "batch_job.json", {"spec": old, "status": "failed"})
-    (out / "changed" / "checkpoints").mkdir()
+    write_json(out / ".batch" / "changed" / "job.json", {"spec": old, "status": "failed"})
+    (out / "changed" / "checkpoints").mkdir(parents=True)
     summary = run_batch([done, changed, Job("raw", synth_head)], out)
     rows = {r["name"]: r for r in summary["jobs"]}
     assert rows["done"]["status"] == "skipped" and rows["done"]["surfels"] == 77 and rows["done"]["seconds"] == 12.5
     assert rows["changed"]["status"] == "refused" and "different job spec" in rows["changed"]["error"]
     assert rows["raw"]["status"] == "refused"
-    assert json.loads((out / "changed" / "batch_job.json").read_text())["spec"] == old  # left as it was
+    assert json.loads((out / ".batch" / "changed" / "job.json").read_text())["spec"] == old  # left as it was
     assert 'href="done/report.html"' in (out / "index.html").read_text()
 
 
@@ -160,7 +164,8 @@ def test_three_jobs_one_bad_then_a_rerun_skips_the_finished(local_ray, protected
     rows = {r["name"]: r for r in summary["jobs"]}
     assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0, "refused": 1}
     assert "not a protected dataset" in rows["bad"]["error"] and rows["bad"]["report"] is None
-    assert not (out / "bad" / "attempts.jsonl").exists()  # refused on the driver: never scheduled
+    assert read_attempts(out / "bad") == [] and not (out / "bad").exists()  # refused on the driver
+    assert rows["a"]["log"] == ".batch/a/job.log" and 'href=".batch/a/job.log"' in (out / "index.html").read_text()
     assert 0 < rows["a"]["chamfer"] < 5 and (out / "a" / "eval.json").is_file()
     assert "chamfer" not in rows["b"] and rows["b"]["surfels"] > 0
     # Progress went through running to done, and the summary links every finished job's report.
@@ -203,7 +208,7 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(local_ray, pro
     assert second["pid"] != first["pid"]
     resumed = second["resumed_from"]
     assert (resumed["stage_index"], resumed["step"]) > (0, 0)  # from the checkpoint, not from scratch
-    assert "resumed at" in (run / "fit.log").read_text()
+    assert "resumed at" in (out / ".batch" / "k" / "job.log").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stages"]["stage1"]["iterations"] == 300 and metrics["stages"]["stage2"]["iterations"] == 100
     assert (run / "report.html").is_file()

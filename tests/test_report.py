@@ -12,7 +12,7 @@ import pytest
 
 from privsplat.train.config import FitConfig
 
-TINY = FitConfig(n_init=400, stage1_iters=40, stage2_iters=20, checkpoint_every=20, mesh_orbit_views=4,
+TINY = FitConfig.flat(n_init=400, stage1_iters=40, stage2_iters=20, checkpoint_every=20, mesh_orbit_views=4,
                  mesh_resolution=64)
 IMG = re.compile(r'<figure data-kind="(\w+)"(?: data-frame="([^"]*)")?><img src="data:image/png;base64,([^"]+)"')
 
@@ -21,7 +21,7 @@ IMG = re.compile(r'<figure data-kind="(\w+)"(?: data-frame="([^"]*)")?><img src=
 def finished_run(protected_head, tmp_path_factory):
     import torch
 
-    from privsplat.train.fit import fit_run
+    from privsplat.pipeline import fit_run
 
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("report") / "run"
@@ -67,7 +67,9 @@ def test_report_names_every_section_and_is_self_contained(finished_run):
     assert len(IMG.findall(_section(page, "mesh"))) == 8
     shaded = _decode(IMG.findall(_section(page, "mesh"))[0][2])
     assert 0.05 < (shaded.mean(axis=-1) > 0).mean() < 0.9              # the mesh is in view, not all of it
-    assert "no per-step log (losses.jsonl)" in page                   # the fallback names its source
+    curves = IMG.findall(_section(page, "losses"))
+    assert "Loss terms per step from losses.jsonl" in page and len(curves) == 1
+    assert _decode(curves[0][2]).shape[1] > 2 * 400                   # one panel per stage, side by side
     assert "<th>surfels</th>" in page and "n_init: 400" in page
 
 
@@ -113,7 +115,27 @@ def test_losses_log_is_plotted_when_present(finished_run, copy_of):
     steps, values = curves["stage1"]["loss"]
     assert steps == list(range(30)) and values[5] == 9.0 and values[29] == pytest.approx(1 / 30)
     page = write_report(run).read_text()
-    assert "Per-step loss terms from losses.jsonl" in page
+    assert "Loss terms per step from losses.jsonl" in page
+
+
+def test_trainer_loss_log_is_read(finished_run):
+    """The trainer's own lines: terms flat beside stage, step and surfels."""
+    from privsplat.report import read_losses
+
+    curves = read_losses(finished_run)
+    assert list(curves) == ["stage1", "stage2"]
+    assert "surfels" not in curves["stage1"] and {"rgb", "loss"} <= set(curves["stage1"])
+    assert "grad" in curves["stage2"] and curves["stage2"]["grad"][0][-1] == 20  # up to the last step
+    assert all(v > 0 for _, vals in curves["stage1"].values() for v in vals)
+
+
+def test_metrics_fallback_without_a_loss_log(finished_run, copy_of):
+    from privsplat.report import write_report
+
+    run = copy_of(finished_run)
+    (run / "losses.jsonl").unlink()
+    page = write_report(run).read_text()
+    assert "no per-step log (losses.jsonl)" in page and len(IMG.findall(_section(page, "losses"))) == 1
 
 
 def test_partial_run_still_gets_a_report(finished_run, copy_of):
