@@ -6,7 +6,8 @@ Prints one JSON document: per backend and case (N_SURFELSxSIZE, the head-like sc
 loss, the pair counts (composited pairs; box / span / evaluated candidates for numba),
 the numba JIT cost (first call in this process: compile, or load from numba's cache) and
 the process peak RSS. Single-threaded by default; the machine may be shared, so medians
-over --repeats runs are reported and the load average is recorded.
+over --repeats runs are reported, wall clock and process CPU time (which excludes the time
+other processes held the core), plus the least CPU time seen, and the load average.
 
     .venv/bin/python scripts/bench_render.py [--backends torch numba] [--cases 20000x64 ...]
 """
@@ -73,8 +74,12 @@ def main() -> int:
                 jit_s["first_call_s"] = round(time.perf_counter() - t0, 2)
             with torch.no_grad():
                 out = fwd()
-            row = {"backend": backend, "n_surfels": n, "size": size, "load_avg_1m": round(os.getloadavg()[0], 2),
-                   "fwd_ms": _median_ms(fwd, args.repeats), "fwd_bwd_ms": _median_ms(fwd_bwd, args.repeats)}
+            row = {"backend": backend, "n_surfels": n, "size": size, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            for name, f in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+                wall, cpu = _times_ms(f, args.repeats)
+                row[f"{name}_ms"] = _median(wall)        # wall clock, median
+                row[f"{name}_cpu_ms"] = _median(cpu)     # process CPU time, median
+                row[f"{name}_cpu_min_ms"] = min(cpu)     # least disturbed run
             for key in ("n_pairs", "n_candidates", "n_box_pixels", "n_span_pixels"):
                 if out.meta.get(key) is not None:
                     row[key] = out.meta[key]
@@ -96,14 +101,20 @@ def main() -> int:
     return 0
 
 
-def _median_ms(fn, repeats: int) -> float:
-    times = []
+def _times_ms(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU milliseconds per run. With one thread on a shared machine the CPU
+    time excludes the time other processes held the core, so it is the steadier number."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return round(times[len(times) // 2], 2)
+        wall.append(round((time.perf_counter() - t0) * 1e3, 2))
+        cpu.append(round((time.process_time() - c0) * 1e3, 2))
+    return wall, cpu
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .torch_backend import (ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, T_MIN, _visible_colors,
-                            check_render_inputs, depth_to_normals, project_surfels)
+from .torch_backend import (ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, RADIUS_SIGMAS, T_MIN,
+                            _visible_colors, check_render_inputs, depth_to_normals)
 
-TILE = 8            # pixels per tile side: small tiles waste few span tests on a CPU
+TILE = 16           # pixels per tile side: small tiles waste few span tests on a CPU
 SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a pixel
 # Columns of the per-visible-surfel table handed to the kernels.
 COL_A, COL_B, COL_C = 0, 3, 6     # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
@@ -122,14 +122,15 @@ def _row_span(tab, v, rho2, py, x0, x1):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _kernel(tab, v, px, py):
-    """gsplat's 2DGS kernel at pixel centre (px, py): alpha and what its gradient needs."""
-    cx = tab[v, COL_A] * px + (tab[v, COL_B] * py + tab[v, COL_C])
-    cy = tab[v, COL_A + 1] * px + (tab[v, COL_B + 1] * py + tab[v, COL_C + 1])
-    cz = tab[v, COL_A + 2] * px + (tab[v, COL_B + 2] * py + tab[v, COL_C + 2])
-    dx = tab[v, COL_M2D] - px
-    dy = tab[v, COL_M2D + 1] - py
-    s2 = LOWPASS * (dx * dx + dy * dy)
+def _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, px):
+    """gsplat's 2DGS kernel at pixel centre px of a row (e_j = b_j py + c_j, dy2 = (my - py)^2):
+    alpha and what its gradient needs. Takes scalars so that the compiler keeps a surfel's
+    parameters in registers across its pixels."""
+    cx = a0 * px + e0
+    cy = a1 * px + e1
+    cz = a2 * px + e2
+    dx = mx - px
+    s2 = LOWPASS * (dx * dx + dy2)
     use3 = (cx * cx + cy * cy) <= s2 * (cz * cz) and cz != 0.0
     u = 0.0
     w = 0.0
@@ -140,8 +141,8 @@ def _kernel(tab, v, px, py):
     else:
         sigma = s2
     g = math.exp(-0.5 * sigma)
-    raw = tab[v, COL_OPAC] * g
-    return min(raw, ALPHA_MAX), raw, g, use3, u, w, cz, dx, dy
+    raw = o * g
+    return min(raw, ALPHA_MAX), raw, g, use3, u, w, cz, dx
 
 
 # ---------------------------------------------------------------------------------------
@@ -149,8 +150,10 @@ def _kernel(tab, v, px, py):
 # ---------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, error_model="numpy")
-def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, stats):
+def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, span_off, spans, stats):
     """Per-tile surfel lists in depth order (CSR): a surfel joins a tile its row spans touch.
+
+    Fills spans[span_off[v] + y - by0[v]] = (first, last) pixel column of row y of surfel v.
 
     stats[0] = box pixels, stats[1] = span pixels (the most candidates the kernels evaluate).
     """
@@ -173,6 +176,8 @@ def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, stats):
             lo, hi = bx1[v] + 1, bx0[v] - 1
             for y in range(max(by0[v], ty * TILE), min(by1[v], ty * TILE + TILE - 1) + 1):
                 i0, i1 = _row_span(tab, v, rho2[v], y + 0.5, bx0[v], bx1[v])
+                spans[span_off[v] + y - by0[v], 0] = i0
+                spans[span_off[v] + y - by0[v], 1] = i1
                 if i0 <= i1:
                     lo, hi = min(lo, i0), max(hi, i1)
                     stats[1] += i1 - i0 + 1
@@ -200,11 +205,11 @@ def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, stats):
 # ---------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
-             img, t_final, d_final, last, med, tile_stats):
-    """Composite every tile. img [C*H*W, D+7]: colours, normals, sum w*depth, sum w,
-    distortion, median depth. Per pixel: final T, sum w*z (distortion), the entry index of
-    the last contributing surfel and of the median surfel (-1: none)."""
+def _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+                  img, t_final, d_final, last, med, tile_stats):
+    """Composite tile t. img [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
+    median depth. Per pixel: final T, sum w*z (distortion), the entry index of the last
+    contributing surfel and of the median surfel (-1: none)."""
     ntx, nty = (W + TILE - 1) // TILE, (H + TILE - 1) // TILE
     K = D + 7
     c = t // (ntx * nty)
@@ -220,40 +225,51 @@ def _forward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, c
     done = np.zeros(npix, np.bool_)
     lst = np.full(npix, -1, np.int64)
     mde = np.full(npix, -1, np.int64)
+    feat = np.empty(D + 3)
     n_done = 0
     tested = 0
     pairs = 0
     for e in range(off[t], off[t + 1]):
         v = ids[e]
-        feat = COL_FEAT
+        a0, a1, a2 = tab[v, COL_A], tab[v, COL_A + 1], tab[v, COL_A + 2]
+        b0, b1, b2 = tab[v, COL_B], tab[v, COL_B + 1], tab[v, COL_B + 2]
+        c0, c1, c2 = tab[v, COL_C], tab[v, COL_C + 1], tab[v, COL_C + 2]
+        mx, my, o = tab[v, COL_M2D], tab[v, COL_M2D + 1], tab[v, COL_OPAC]
+        t20, t21, z = tab[v, COL_M2], tab[v, COL_M2 + 1], tab[v, COL_M2 + 2]
+        for k in range(D + 3):
+            feat[k] = tab[v, COL_FEAT + k]
         for y in range(max(by0[v], ya), min(by1[v], yb) + 1):
             py = y + 0.5
-            i0, i1 = _row_span(tab, v, rho2[v], py, max(bx0[v], xa), min(bx1[v], xb))
+            r = span_off[v] + y - by0[v]
+            i0, i1 = max(spans[r, 0], xa), min(spans[r, 1], xb)
+            e0, e1, e2 = b0 * py + c0, b1 * py + c1, b2 * py + c2
+            dy = my - py
+            dy2 = dy * dy
             for x in range(i0, i1 + 1):
                 p = (y - ya) * tw + (x - xa)
                 if done[p]:
                     continue
                 tested += 1
-                alpha, raw, g, use3, u, w_, cz, dx, dy = _kernel(tab, v, x + 0.5, py)
+                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, x + 0.5)
                 if alpha < ALPHA_MIN:
                     continue
-                next_t = T[p] * (1.0 - alpha)
+                Tp = T[p]
+                next_t = Tp * (1.0 - alpha)
                 if next_t <= T_MIN:
                     done[p] = True
                     n_done += 1
                     continue
-                wt = alpha * T[p]
-                z = tab[v, COL_M2 + 2]
+                wt = alpha * Tp
                 depth = z
                 if use3 and not center:
-                    depth = tab[v, COL_M2] * u + tab[v, COL_M2 + 1] * w_ + z
+                    depth = t20 * u + t21 * w_ + z
                 for k in range(D + 3):
-                    acc[p, k] += wt * tab[v, feat + k]
+                    acc[p, k] += wt * feat[k]
                 acc[p, D + 3] += wt * depth
                 acc[p, D + 4] += wt
-                acc[p, D + 5] += 2.0 * (wt * z * (1.0 - T[p]) - wt * dex[p])
+                acc[p, D + 5] += 2.0 * (wt * z * (1.0 - Tp) - wt * dex[p])
                 dex[p] += wt * z
-                if T[p] > 0.5:
+                if Tp > 0.5:
                     acc[p, D + 6] = depth
                     mde[p] = e
                 lst[p] = e
@@ -276,12 +292,11 @@ def _forward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, c
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
-              gimg, t_final, d_final, last, med, egrad, eabs):
-    """Per (tile, surfel) entry: the gradient of the loss w.r.t. the surfel's table row,
-    summed over the tile's pixels (egrad [E, F]), and sum |d loss / d means2d| (eabs [E, 2])."""
+def _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+                   gimg, t_final, d_final, last, med, egrad, eabs):
+    """Per (tile, surfel) entry of tile t: the gradient of the loss w.r.t. the surfel's table
+    row, summed over the tile's pixels (egrad [E, F]), and sum |d loss / d means2d| (eabs)."""
     ntx, nty = (W + TILE - 1) // TILE, (H + TILE - 1) // TILE
-    F = egrad.shape[1]
     c = t // (ntx * nty)
     ty = (t % (ntx * nty)) // ntx
     tx = t % ntx
@@ -298,23 +313,38 @@ def _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, 
             q = (c * H + y) * W + x
             Tc[(y - ya) * tw + (x - xa)] = t_final[q]
             e_max = max(e_max, last[q])
-    loc = np.zeros(F)
+    feat = np.empty(D + 3)
+    gfeat = np.empty(D + 3)
+    for e in range(max(e_max + 1, off[t]), off[t + 1]):  # entries behind every pixel's end
+        egrad[e, :] = 0.0
+        eabs[e, :] = 0.0
     for e in range(e_max, off[t] - 1, -1):
         v = ids[e]
-        loc[:] = 0.0
+        a0, a1, a2 = tab[v, COL_A], tab[v, COL_A + 1], tab[v, COL_A + 2]
+        b0, b1, b2 = tab[v, COL_B], tab[v, COL_B + 1], tab[v, COL_B + 2]
+        c0, c1, c2 = tab[v, COL_C], tab[v, COL_C + 1], tab[v, COL_C + 2]
+        mx, my, o = tab[v, COL_M2D], tab[v, COL_M2D + 1], tab[v, COL_OPAC]
+        t20, t21, z = tab[v, COL_M2], tab[v, COL_M2 + 1], tab[v, COL_M2 + 2]
+        for k in range(D + 3):
+            feat[k] = tab[v, COL_FEAT + k]
+            gfeat[k] = 0.0
+        ga0 = ga1 = ga2 = gb0 = gb1 = gb2 = gc0 = gc1 = gc2 = 0.0
+        gmx = gmy = go = gt20 = gt21 = gz = 0.0
         abs_x = 0.0
         abs_y = 0.0
-        z = tab[v, COL_M2 + 2]
-        t20, t21 = tab[v, COL_M2], tab[v, COL_M2 + 1]
         for y in range(max(by0[v], ya), min(by1[v], yb) + 1):
             py = y + 0.5
-            i0, i1 = _row_span(tab, v, rho2[v], py, max(bx0[v], xa), min(bx1[v], xb))
+            r = span_off[v] + y - by0[v]
+            i0, i1 = max(spans[r, 0], xa), min(spans[r, 1], xb)
+            e0, e1, e2 = b0 * py + c0, b1 * py + c1, b2 * py + c2
+            dy = my - py
+            dy2 = dy * dy
             for x in range(i0, i1 + 1):
                 q = (c * H + y) * W + x
                 if e > last[q]:
                     continue
                 px = x + 0.5
-                alpha, raw, g, use3, u, w_, cz, dx, dy = _kernel(tab, v, px, py)
+                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, px)
                 if alpha < ALPHA_MIN:
                     continue
                 p = (y - ya) * tw + (x - xa)
@@ -326,13 +356,15 @@ def _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, 
                 # d loss / d w for this pair: features, depth, alpha, distortion
                 dldw = gimg[q, D + 3] * depth + gimg[q, D + 4]
                 for k in range(D + 3):
-                    dldw += gimg[q, k] * tab[v, COL_FEAT + k]
-                    loc[COL_FEAT + k] += gimg[q, k] * wt
+                    gk = gimg[q, k]
+                    dldw += gk * feat[k]
+                    gfeat[k] += gk * wt
                 a_i = 1.0 - T_i
                 a_fin = 1.0 - t_final[q]
-                d_i = d_final[q] - Db[p] - wt * z
+                d_fin = d_final[q]
+                d_i = d_fin - Db[p] - wt * z
                 gd = gimg[q, D + 5]
-                dldw += gd * 2.0 * (2.0 * (z * a_i - d_i) + d_final[q] - z * a_fin)
+                dldw += gd * 2.0 * (2.0 * (z * a_i - d_i) + d_fin - z * a_fin)
                 dalpha = T_i * dldw - R[p] / (1.0 - alpha)
                 R[p] += dldw * wt
                 Db[p] += wt * z
@@ -340,10 +372,10 @@ def _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, 
                 ddepth = gimg[q, D + 3] * wt
                 if med[q] == e:
                     ddepth += gimg[q, D + 6]
-                dz = 2.0 * wt * gd * (2.0 * a_i + wt - a_fin)
+                gz += 2.0 * wt * gd * (2.0 * a_i + wt - a_fin) + ddepth
                 dsig = 0.0
                 if raw <= ALPHA_MAX:  # clamped alpha passes no gradient to o or sigma
-                    loc[COL_OPAC] += dalpha * g
+                    go += dalpha * g
                     dsig = -0.5 * raw * dalpha
                 if use3:
                     dldu = 2.0 * u * dsig
@@ -351,63 +383,67 @@ def _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, 
                     if not center:
                         dldu += ddepth * t20
                         dldv += ddepth * t21
-                        loc[COL_M2] += ddepth * u
-                        loc[COL_M2 + 1] += ddepth * w_
+                        gt20 += ddepth * u
+                        gt21 += ddepth * w_
                     dcx = dldu / cz
                     dcy = dldv / cz
                     dcz = -(dldu * u + dldv * w_) / cz
-                    loc[COL_A] += dcx * px
-                    loc[COL_B] += dcx * py
-                    loc[COL_C] += dcx
-                    loc[COL_A + 1] += dcy * px
-                    loc[COL_B + 1] += dcy * py
-                    loc[COL_C + 1] += dcy
-                    loc[COL_A + 2] += dcz * px
-                    loc[COL_B + 2] += dcz * py
-                    loc[COL_C + 2] += dcz
+                    ga0 += dcx * px
+                    gb0 += dcx * py
+                    gc0 += dcx
+                    ga1 += dcy * px
+                    gb1 += dcy * py
+                    gc1 += dcy
+                    ga2 += dcz * px
+                    gb2 += dcz * py
+                    gc2 += dcz
                 else:
                     gx = dsig * 2.0 * LOWPASS * dx
                     gy = dsig * 2.0 * LOWPASS * dy
-                    loc[COL_M2D] += gx
-                    loc[COL_M2D + 1] += gy
+                    gmx += gx
+                    gmy += gy
                     abs_x += abs(gx)
                     abs_y += abs(gy)
-                loc[COL_M2 + 2] += ddepth + dz
-        for k in range(F):
-            egrad[e, k] = loc[k]
+        egrad[e, COL_A], egrad[e, COL_A + 1], egrad[e, COL_A + 2] = ga0, ga1, ga2
+        egrad[e, COL_B], egrad[e, COL_B + 1], egrad[e, COL_B + 2] = gb0, gb1, gb2
+        egrad[e, COL_C], egrad[e, COL_C + 1], egrad[e, COL_C + 2] = gc0, gc1, gc2
+        egrad[e, COL_M2D], egrad[e, COL_M2D + 1], egrad[e, COL_OPAC] = gmx, gmy, go
+        egrad[e, COL_M2], egrad[e, COL_M2 + 1], egrad[e, COL_M2 + 2] = gt20, gt21, gz
+        for k in range(D + 3):
+            egrad[e, COL_FEAT + k] = gfeat[k]
         eabs[e, 0] = abs_x
         eabs[e, 1] = abs_y
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _forward_par(n_tiles, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _forward_par(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                  img, t_final, d_final, last, med, tile_stats):
     for t in nb.prange(n_tiles):
-        _forward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                       img, t_final, d_final, last, med, tile_stats)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_ser(n_tiles, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _forward_ser(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                  img, t_final, d_final, last, med, tile_stats):
     for t in range(n_tiles):
-        _forward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                       img, t_final, d_final, last, med, tile_stats)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _backward_par(n_tiles, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _backward_par(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                   gimg, t_final, d_final, last, med, egrad, eabs):
     for t in nb.prange(n_tiles):
-        _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                        gimg, t_final, d_final, last, med, egrad, eabs)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_ser(n_tiles, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _backward_ser(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                   gimg, t_final, d_final, last, med, egrad, eabs):
     for t in range(n_tiles):
-        _backward_tile(t, tab, rho2, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
                        gimg, t_final, d_final, last, med, egrad, eabs)
 
 
@@ -423,66 +459,323 @@ def _sum_entries(ids, egrad, eabs, grad, absg):
 
 
 # ---------------------------------------------------------------------------------------
+# Projection (gsplat's fully_fused_projection_2dgs, as torch_backend.project_surfels)
+# ---------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _unit_quat(quats, n):
+    w, x, y, z = quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3]
+    norm = math.sqrt(w * w + x * x + y * y + z * z)
+    inv = 1.0 / max(norm, 1e-12)  # F.normalize's eps
+    return w * inv, x * inv, y * inv, z * inv, inv
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _surfel_rows(means, quats, scales, viewmats, Ks, c, n, out):
+    """out[0:9] = rows M0, M1, M2 of T = K [s_u t_u, s_v t_v, mu_c]; out[9:12] = the world z axis."""
+    w, x, y, z, _ = _unit_quat(quats, n)
+    su, sv = scales[n, 0], scales[n, 1]
+    u0, u1, u2 = (1.0 - 2.0 * (y * y + z * z)) * su, 2.0 * (x * y + w * z) * su, 2.0 * (x * z - w * y) * su
+    v0, v1, v2 = 2.0 * (x * y - w * z) * sv, (1.0 - 2.0 * (x * x + z * z)) * sv, 2.0 * (y * z + w * x) * sv
+    out[9], out[10], out[11] = 2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)
+    fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+    for i in range(3):  # row i of [s_u t_u, s_v t_v, mu_c] in camera coordinates
+        R0, R1, R2 = viewmats[c, i, 0], viewmats[c, i, 1], viewmats[c, i, 2]
+        out[12 + 3 * i] = R0 * u0 + R1 * u1 + R2 * u2
+        out[13 + 3 * i] = R0 * v0 + R1 * v1 + R2 * v2
+        out[14 + 3 * i] = R0 * means[n, 0] + R1 * means[n, 1] + R2 * means[n, 2] + viewmats[c, i, 3]
+    for j in range(3):  # M0 = fx P0 + cx P2, M1 = fy P1 + cy P2, M2 = P2
+        out[j] = fx * out[12 + j] + cx * out[18 + j]
+        out[3 + j] = fy * out[15 + j] + cy * out[18 + j]
+        out[6 + j] = out[18 + j]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _project(means, quats, scales, viewmats, Ks, W, H, near, far, rows, m2d, depth, radii, nrm, facing):
+    C, N = rows.shape[0], rows.shape[1]
+    buf = np.empty(21)
+    for c in range(C):
+        for n in range(N):
+            _surfel_rows(means, quats, scales, viewmats, Ks, c, n, buf)
+            for k in range(9):
+                rows[c, n, k] = buf[k]
+            M0, M1, M2 = buf[0:3], buf[3:6], buf[6:9]
+            dist = M2[0] * M2[0] + M2[1] * M2[1] - M2[2] * M2[2]
+            inv = 1.0 / dist if dist != 0.0 else 1.0
+            mx = (M0[0] * M2[0] + M0[1] * M2[1] - M0[2] * M2[2]) * inv
+            my = (M1[0] * M2[0] + M1[1] * M2[1] - M1[2] * M2[2]) * inv
+            sx = (M0[0] * M0[0] + M0[1] * M0[1] - M0[2] * M0[2]) * inv
+            sy = (M1[0] * M1[0] + M1[1] * M1[1] - M1[2] * M1[2]) * inv
+            rx = math.ceil(RADIUS_SIGMAS * math.sqrt(max(mx * mx - sx, 1e-4)))
+            ry = math.ceil(RADIUS_SIGMAS * math.sqrt(max(my * my - sy, 1e-4)))
+            d = buf[20]
+            depth[c, n] = d
+            ok = (dist != 0.0 and d > near and d < far and mx + rx > 0 and mx - rx < W
+                  and my + ry > 0 and my - ry < H)
+            radii[c, n, 0] = int(rx) if ok else 0
+            radii[c, n, 1] = int(ry) if ok else 0
+            m2d[c, n, 0] = mx if ok else 0.0
+            m2d[c, n, 1] = my if ok else 0.0
+            # the normal faces the camera (gsplat: dot(-n_c, mu_c) > 0)
+            nc = 0.0
+            for i in range(3):
+                nc += (viewmats[c, i, 0] * buf[9] + viewmats[c, i, 1] * buf[10]
+                       + viewmats[c, i, 2] * buf[11]) * buf[14 + 3 * i]
+            f = 1.0 if -nc > 0 else -1.0
+            facing[c, n] = f
+            for k in range(3):
+                nrm[c, n, k] = buf[9 + k] * f
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _project_backward(means, quats, scales, viewmats, Ks, m2d, radii, facing, g_rows, g_m2d, g_nrm,
+                      g_means, g_quats, g_scales):
+    """Chain rule of _project for every surfel, summed over cameras."""
+    C, N = g_rows.shape[0], g_rows.shape[1]
+    buf = np.empty(21)
+    gt = np.empty(9)  # d loss / d (s_u t_u, s_v t_v, axis n), world space
+    gM = np.empty(9)  # d loss / d (M0, M1, M2)
+    for n in range(N):
+        w, x, y, z, inv_norm = _unit_quat(quats, n)
+        su, sv = scales[n, 0], scales[n, 1]
+        gt[:] = 0.0
+        for c in range(C):
+            for k in range(9):
+                gM[k] = g_rows[c, n, k]
+            if radii[c, n, 0] > 0 and radii[c, n, 1] > 0 and (g_m2d[c, n, 0] != 0.0 or g_m2d[c, n, 1] != 0.0):
+                _surfel_rows(means, quats, scales, viewmats, Ks, c, n, buf)
+                dist = buf[6] * buf[6] + buf[7] * buf[7] - buf[8] * buf[8]
+                mx, my = m2d[c, n, 0], m2d[c, n, 1]
+                for k in range(3):
+                    s = -1.0 if k == 2 else 1.0
+                    gM[k] += g_m2d[c, n, 0] * s * buf[6 + k] / dist
+                    gM[3 + k] += g_m2d[c, n, 1] * s * buf[6 + k] / dist
+                    gM[6 + k] += (g_m2d[c, n, 0] * s * (buf[k] - 2.0 * mx * buf[6 + k])
+                                  + g_m2d[c, n, 1] * s * (buf[3 + k] - 2.0 * my * buf[6 + k])) / dist
+            fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+            # rows P_i of [tu_c, tv_c, mu_c]: P0 = M0 / fx .., so d/dP0 = fx dM0, d/dP2 = dM2 + cx dM0 + cy dM1
+            for j in range(3):  # column j: 0 = s_u t_u, 1 = s_v t_v, 2 = mu
+                gp0 = fx * gM[j]
+                gp1 = fy * gM[3 + j]
+                gp2 = gM[6 + j] + cx * gM[j] + cy * gM[3 + j]
+                for k in range(3):  # back to world space: R^T g
+                    gw = viewmats[c, 0, k] * gp0 + viewmats[c, 1, k] * gp1 + viewmats[c, 2, k] * gp2
+                    if j == 2:
+                        g_means[n, k] += gw
+                    else:
+                        gt[3 * j + k] += gw
+            for k in range(3):
+                gt[6 + k] += g_nrm[c, n, k] * facing[c, n]
+        # scaled axes s_u axis_u, s_v axis_v: split into scale and axis gradients
+        au = (1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y))
+        av = (2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x))
+        g_scales[n, 0] += au[0] * gt[0] + au[1] * gt[1] + au[2] * gt[2]
+        g_scales[n, 1] += av[0] * gt[3] + av[1] * gt[4] + av[2] * gt[5]
+        gu0, gu1, gu2 = gt[0] * su, gt[1] * su, gt[2] * su
+        gv0, gv1, gv2 = gt[3] * sv, gt[4] * sv, gt[5] * sv
+        gn0, gn1, gn2 = gt[6], gt[7], gt[8]
+        # d (axes) / d (w, x, y, z) of the unit quaternion
+        gw_ = 2.0 * (z * gu1 - y * gu2 - z * gv0 + x * gv2 + y * gn0 - x * gn1)
+        gx_ = 2.0 * (y * gu1 + z * gu2 + y * gv0 - 2.0 * x * gv1 + w * gv2 + z * gn0 - w * gn1 - 2.0 * x * gn2)
+        gy_ = 2.0 * (-2.0 * y * gu0 + x * gu1 - w * gu2 + x * gv0 + z * gv2 + w * gn0 + z * gn1 - 2.0 * y * gn2)
+        gz_ = 2.0 * (-2.0 * z * gu0 + w * gu1 + x * gu2 - w * gv0 - 2.0 * z * gv1 + y * gv2 + x * gn0 + y * gn1)
+        # through the normalisation q / |q|
+        dot = w * gw_ + x * gx_ + y * gy_ + z * gz_
+        g_quats[n, 0] += (gw_ - w * dot) * inv_norm
+        g_quats[n, 1] += (gx_ - x * dot) * inv_norm
+        g_quats[n, 2] += (gy_ - y * dot) * inv_norm
+        g_quats[n, 3] += (gz_ - z * dot) * inv_norm
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _cross(a0, a1, a2, b0, b1, b2):
+    return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, tab, trows):
+    """Per visible surfel: a = M1 x M2, b = M2 x M0, c = M0 x M1 (the pixel -> (u, v) map),
+    means2d, opacity, M2, colour, normal. The densification shift moves the centre in the
+    image: it enters M0, M1's translation scaled by the centre depth (see torch_backend)."""
+    D = col.shape[1]
+    for v in range(vc.shape[0]):
+        c, n = vc[v], vn[v]
+        z = rows[c, n, 8]
+        m0 = (rows[c, n, 0], rows[c, n, 1], rows[c, n, 2] + shift[c, n, 0] * z)
+        m1 = (rows[c, n, 3], rows[c, n, 4], rows[c, n, 5] + shift[c, n, 1] * z)
+        m2 = (rows[c, n, 6], rows[c, n, 7], z)
+        a = _cross(m1[0], m1[1], m1[2], m2[0], m2[1], m2[2])
+        b = _cross(m2[0], m2[1], m2[2], m0[0], m0[1], m0[2])
+        cc = _cross(m0[0], m0[1], m0[2], m1[0], m1[1], m1[2])
+        for k in range(3):
+            tab[v, COL_A + k] = a[k]
+            tab[v, COL_B + k] = b[k]
+            tab[v, COL_C + k] = cc[k]
+            tab[v, COL_M2 + k] = m2[k]
+            tab[v, COL_FEAT + D + k] = nrm[c, n, k]
+            trows[v, k] = m0[k]
+            trows[v, 3 + k] = m1[k]
+            trows[v, 6 + k] = m2[k]
+        tab[v, COL_M2D] = m2d[c, n, 0]
+        tab[v, COL_M2D + 1] = m2d[c, n, 1]
+        tab[v, COL_OPAC] = opac[n]
+        for k in range(D):
+            tab[v, COL_FEAT + k] = col[v, k]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _scatter_table_grad(vc, vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift):
+    """Chain rule of _gather_table: table-row gradients back to rows, means2d, normals, ..."""
+    D = g_col.shape[1]
+    for v in range(vc.shape[0]):
+        c, n = vc[v], vn[v]
+        m0, m1, m2 = trows[v, 0:3], trows[v, 3:6], trows[v, 6:9]
+        ga, gb, gc = gtab[v, COL_A:COL_A + 3], gtab[v, COL_B:COL_B + 3], gtab[v, COL_C:COL_C + 3]
+        # a = m1 x m2: d/dm1 = m2 x ga, d/dm2 = ga x m1 (and likewise for b, c)
+        x1 = _cross(m2[0], m2[1], m2[2], ga[0], ga[1], ga[2])
+        x2 = _cross(ga[0], ga[1], ga[2], m1[0], m1[1], m1[2])
+        y2 = _cross(m0[0], m0[1], m0[2], gb[0], gb[1], gb[2])
+        y0 = _cross(gb[0], gb[1], gb[2], m2[0], m2[1], m2[2])
+        z0 = _cross(m1[0], m1[1], m1[2], gc[0], gc[1], gc[2])
+        z1 = _cross(gc[0], gc[1], gc[2], m0[0], m0[1], m0[2])
+        for k in range(3):
+            g_rows[c, n, k] = y0[k] + z0[k]
+            g_rows[c, n, 3 + k] = x1[k] + z1[k]
+            g_rows[c, n, 6 + k] = x2[k] + y2[k] + gtab[v, COL_M2 + k]
+            g_nrm[c, n, k] = gtab[v, COL_FEAT + D + k]
+        g_shift[c, n, 0] = g_rows[c, n, 2] * m2[2]
+        g_shift[c, n, 1] = g_rows[c, n, 5] * m2[2]
+        g_m2d[c, n, 0] = gtab[v, COL_M2D]
+        g_m2d[c, n, 1] = gtab[v, COL_M2D + 1]
+        g_opac[n] += gtab[v, COL_OPAC]
+        for k in range(D):
+            g_col[v, k] = gtab[v, COL_FEAT + k]
+
+
+# ---------------------------------------------------------------------------------------
 # autograd glue
 # ---------------------------------------------------------------------------------------
 
-class _Raster:
-    """Numpy state shared by the forward and backward pass of one render."""
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(torch.float64).numpy())
 
-    def __init__(self, trows: np.ndarray, vc: np.ndarray, n_cams: int, H: int, W: int, D: int, center: bool):
-        self.trows, self.vc = trows, vc
-        self.n_cams, self.H, self.W, self.D, self.center = n_cams, H, W, D, center
-        self.absgrad_to = None  # (means2d, fv) when absgrad was asked for
+
+class _Project(torch.autograd.Function):
+    """(means, quats, scales [N,2]) -> rows of T [C,N,9], means2d [C,N,2], normals [C,N,3],
+    plus (no grad) depths [C,N] and radii [C,N,2] int32."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, W, H, near, far):
+        C, N = viewmats.shape[0], means.shape[0]
+        args = (_np(means), _np(quats), _np(scales), _np(viewmats), _np(Ks))
+        rows, m2d = np.empty((C, N, 9)), np.empty((C, N, 2))
+        depth, nrm, facing = np.empty((C, N)), np.empty((C, N, 3)), np.empty((C, N))
+        radii = np.empty((C, N, 2), np.int32)
+        _project(*args, W, H, near, far, rows, m2d, depth, radii, nrm, facing)
+        ctx.state = (args, m2d, radii, facing)
+        dt = means.dtype
+        out = (torch.from_numpy(rows).to(dt), torch.from_numpy(m2d).to(dt), torch.from_numpy(nrm).to(dt),
+               torch.from_numpy(depth).to(dt), torch.from_numpy(radii))
+        ctx.mark_non_differentiable(out[3], out[4])
+        return out
+
+    @staticmethod
+    def backward(ctx, g_rows, g_m2d, g_nrm, _g_depth, _g_radii):
+        args, m2d, radii, facing = ctx.state
+        N = args[0].shape[0]
+        g_means, g_quats, g_scales = np.zeros((N, 3)), np.zeros((N, 4)), np.zeros((N, 2))
+        _project_backward(*args, m2d, radii, facing, _np(g_rows), _np(g_m2d), _np(g_nrm),
+                          g_means, g_quats, g_scales)
+        dt = g_rows.dtype
+        return (torch.from_numpy(g_means).to(dt), torch.from_numpy(g_quats).to(dt),
+                torch.from_numpy(g_scales).to(dt)) + (None,) * 6
+
+
+class _Raster:
+    """Numpy state shared by the forward and backward pass of one composite."""
+
+    def __init__(self, vc: np.ndarray, vn: np.ndarray, n_cams: int, H: int, W: int, center: bool):
+        self.vc, self.vn = vc, vn
+        self.n_cams, self.H, self.W, self.center = n_cams, H, W, center
+        self.absgrad_to = None  # (means2d, flat visible index) when absgrad was asked for
         self.threads = _use_torch_threads()
 
-    def prepare(self, tab: np.ndarray) -> None:
+    def prepare(self, tab: np.ndarray, trows: np.ndarray) -> None:
         V = tab.shape[0]
         self.bx0, self.bx1 = np.empty(V, np.int64), np.empty(V, np.int64)
         self.by0, self.by1 = np.empty(V, np.int64), np.empty(V, np.int64)
         self.rho2 = np.empty(V)
-        _support_boxes(self.trows, tab, self.W, self.H, self.bx0, self.bx1, self.by0, self.by1, self.rho2)
+        _support_boxes(trows, tab, self.W, self.H, self.bx0, self.bx1, self.by0, self.by1, self.rho2)
         self.ntx, self.nty = -(-self.W // TILE), -(-self.H // TILE)
         self.n_tiles = self.n_cams * self.ntx * self.nty
         self.stats = np.zeros(2, np.int64)
+        heights = np.maximum(self.by1 - self.by0 + 1, 0)
+        self.span_off = np.zeros(V, np.int64)
+        np.cumsum(heights[:-1], out=self.span_off[1:])
+        self.spans = np.zeros((int(heights.sum()), 2), np.int64)
         self.off, self.ids = _bin_tiles(tab, self.vc, self.rho2, self.bx0, self.bx1, self.by0, self.by1,
-                                        self.n_cams, self.ntx, self.nty, self.stats)
+                                        self.n_cams, self.ntx, self.nty, self.span_off, self.spans, self.stats)
 
     def args(self):
-        return (self.rho2, self.bx0, self.bx1, self.by0, self.by1, self.off, self.ids,
+        return (self.span_off, self.spans, self.bx0, self.bx1, self.by0, self.by1, self.off, self.ids,
                 self.n_cams, self.H, self.W, self.D, self.center)
 
 
 class _Composite(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, table: torch.Tensor, raster: _Raster):
-        tab = np.ascontiguousarray(table.detach().to(torch.float64).numpy())
-        raster.prepare(tab)
-        n_pix = raster.n_cams * raster.H * raster.W
-        img = np.empty((n_pix, raster.D + 7))
-        raster.t_final, raster.d_final = np.empty(n_pix), np.empty(n_pix)
-        raster.last, raster.med = np.empty(n_pix, np.int64), np.empty(n_pix, np.int64)
-        tile_stats = np.zeros((raster.n_cams * raster.ntx * raster.nty, 2), np.int64)
-        fwd = _forward_ser if raster.threads == 1 else _forward_par
-        fwd(raster.n_tiles, tab, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med, tile_stats)
-        raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
-        ctx.raster, ctx.tab, ctx.dtype = raster, tab, table.dtype
-        return torch.from_numpy(img).to(table.dtype)
+    """(rows [C,N,9], means2d [C,N,2], normals [C,N,3], opacities [N], visible colours [V,D],
+    shift [C,N,2]) -> images [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
+    median depth."""
 
     @staticmethod
-    def backward(ctx, grad_img):
-        raster, tab = ctx.raster, ctx.tab
-        gimg = np.ascontiguousarray(grad_img.detach().to(torch.float64).numpy())
+    def forward(ctx, rows, m2d, nrm, opac, col, shift, raster: _Raster):
+        V, D = col.shape
+        raster.D = D
+        rows_np = _np(rows)
+        tab, trows = np.empty((V, COL_FEAT + D + 3)), np.empty((V, 9))
+        _gather_table(raster.vc, raster.vn, rows_np, _np(m2d), _np(nrm), _np(opac), _np(col), _np(shift),
+                      tab, trows)
+        raster.prepare(tab, trows)
+        n_pix = raster.n_cams * raster.H * raster.W
+        img = np.empty((n_pix, D + 7), np.float32 if rows.dtype == torch.float32 else np.float64)
+        raster.t_final, raster.d_final = np.empty(n_pix), np.empty(n_pix)
+        raster.last, raster.med = np.empty(n_pix, np.int64), np.empty(n_pix, np.int64)
+        tile_stats = np.zeros((raster.n_tiles, 2), np.int64)
+        fwd = _forward_ser if raster.threads == 1 else _forward_par
+        fwd(raster.n_tiles, tab, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med,
+            tile_stats)
+        raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
+        ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
+        # separate outputs: slicing one image tensor would cost a full-size zero gradient
+        # per slice in the backward pass
+        return tuple(torch.from_numpy(np.ascontiguousarray(img[:, a:b])) for a, b in _parts(D))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raster, tab, trows, shape, N, dtype = ctx.state
+        gimg = np.empty((raster.n_cams * raster.H * raster.W, raster.D + 7), dtype)
+        for (a, b), g in zip(_parts(raster.D), grads):
+            gimg[:, a:b] = 0.0 if g is None else g.detach().reshape(-1, b - a).numpy()
         E = raster.ids.shape[0]
-        egrad, eabs = np.zeros((E, tab.shape[1])), np.zeros((E, 2))
+        egrad, eabs = np.empty((E, tab.shape[1])), np.empty((E, 2))  # the kernel writes every row
         bwd = _backward_ser if raster.threads == 1 else _backward_par
         bwd(raster.n_tiles, tab, *raster.args(), gimg, raster.t_final, raster.d_final, raster.last, raster.med,
-                  egrad, eabs)
-        grad, absg = np.zeros_like(tab), np.zeros((tab.shape[0], 2))
-        _sum_entries(raster.ids, egrad, eabs, grad, absg)
+            egrad, eabs)
+        gtab, absg = np.zeros_like(tab), np.zeros((tab.shape[0], 2))
+        _sum_entries(raster.ids, egrad, eabs, gtab, absg)
+        C, Nn = shape[0], shape[1]
+        g_rows, g_m2d, g_nrm = np.zeros((C, Nn, 9)), np.zeros((C, Nn, 2)), np.zeros((C, Nn, 3))
+        g_opac, g_col, g_shift = np.zeros(N), np.zeros((tab.shape[0], raster.D)), np.zeros((C, Nn, 2))
+        _scatter_table_grad(raster.vc, raster.vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
         if raster.absgrad_to is not None:
             means2d, fv = raster.absgrad_to
             means2d.absgrad.view(-1, 2).index_add_(0, fv, torch.from_numpy(absg).to(means2d.dtype))
-        return torch.from_numpy(grad).to(ctx.dtype), None
+        dt = torch.float32 if dtype == np.float32 else torch.float64
+        return tuple(torch.from_numpy(g).to(dt) for g in (g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)) + (None,)
+
+
+def _parts(D: int) -> list[tuple[int, int]]:
+    """Column ranges of the composite's outputs: colours, normals, w*depth, w, distortion, median."""
+    return [(0, D), (D, D + 3), (D + 3, D + 4), (D + 4, D + 5), (D + 5, D + 6), (D + 6, D + 7)]
 
 
 def _use_torch_threads() -> int:
@@ -508,7 +801,8 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
 
     meta adds n_box_pixels (pixels in the surfels' support boxes, what a box-based CPU
     rasterizer tests), n_span_pixels (pixels in their exact row spans) and n_candidates
-    (span pixels actually evaluated: pixels already terminated are skipped).
+    (span pixels actually evaluated: pixels already terminated are skipped). Camera
+    parameters get no gradient.
     """
     if depth_convention not in ("intersection", "center"):
         raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
@@ -519,61 +813,43 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     cams = cameras.to(dev, dt)
     C, W, H, N = len(cams), cams.width, cams.height, means.shape[0]
 
-    proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, W, H, near_plane, far_plane)
+    rows, means2d, normals, depths, radii = _Project.apply(
+        means, quats, scales[:, :2], cams.viewmats.detach(), cams.Ks.detach(), W, H, near_plane, far_plane)
     tracks_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (means, quats, scales, opacities, colors))
     shift = torch.zeros((C, N, 2), dtype=dt, device=dev, requires_grad=tracks_grad)
 
-    # Visible (camera, surfel) list ordered by camera then centre depth, as the torch backend.
-    with torch.no_grad():
-        visible = (proj.radii > 0).all(-1) & (opacities >= ALPHA_MIN)[None]
-        vc, vn = visible.nonzero(as_tuple=True)
-        depth_bits = proj.depths[vc, vn].float().view(torch.int32).long()
-        order = torch.sort((vc << 32) | depth_bits, stable=True).indices
-        vc, vn = vc[order], vn[order]
-        fv = vc * N + vn
-
-    def per_visible(x):  # [C,N,k] -> [V,k]; backward is one index_add
-        return x.reshape(C * N, -1).index_select(0, fv)
-
-    # gradient_2dgs: the shift enters T's translation column scaled by depth (see torch_backend).
-    M0, M1, M2 = (per_visible(r) for r in proj.rows)
-    z = M2[:, 2]
-    sv = per_visible(shift) * z.detach()[:, None]
-    e_z = M2.new_tensor([0.0, 0.0, 1.0])
-    M0, M1 = M0 + sv[:, :1] * e_z, M1 + sv[:, 1:] * e_z
-    a, b, c = torch.linalg.cross(M1, M2), torch.linalg.cross(M2, M0), torch.linalg.cross(M0, M1)
-    m2d = per_visible(proj.means2d)
-    col = _visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
+    # Visible (camera, surfel) list ordered by camera, then float32 centre depth, then index
+    # (gsplat's sort key, as the torch backend).
+    radii_np, depth_np = radii.numpy(), depths.detach().float().numpy()
+    visible = (radii_np > 0).all(-1) & (opacities.detach().numpy() >= ALPHA_MIN)[None]
+    vc, vn = np.nonzero(visible)
+    order = np.lexsort((depth_np[vc, vn], vc))
+    vc, vn = vc[order].astype(np.int64), vn[order].astype(np.int64)
+    vc_t, vn_t = torch.from_numpy(vc), torch.from_numpy(vn)
+    col = _visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
     D = col.shape[1]
-    nrm = per_visible(proj.normals)
-    table = torch.cat([a, b, c, m2d, opacities[vn, None], M2, col, nrm], 1)
 
-    trows = torch.cat([M0, M1, M2], 1).detach().to(torch.float64).numpy()
-    raster = _Raster(np.ascontiguousarray(trows), vc.numpy().astype(np.int64), C, H, W, D,
-                     depth_convention == "center")
-    if absgrad and tracks_grad and proj.means2d.requires_grad:
-        proj.means2d.absgrad = torch.zeros_like(proj.means2d, requires_grad=False)
-        raster.absgrad_to = (proj.means2d, fv)
-    img = _Composite.apply(table, raster).view(C, H, W, D + 7)
-
-    rgb, nrm_img = img[..., :D], img[..., D:D + 3]
-    acc = img[..., D + 4:D + 5]
+    raster = _Raster(vc, vn, C, H, W, depth_convention == "center")
+    if absgrad and means2d.requires_grad:
+        means2d.absgrad = torch.zeros_like(means2d, requires_grad=False)
+        raster.absgrad_to = (means2d, vc_t * N + vn_t)
+    parts = _Composite.apply(rows, means2d, normals, opacities, col, shift, raster)
+    rgb, nrm_img, wd, acc, distortion, median = (x.view(C, H, W, -1) for x in parts)
     if backgrounds is not None:
         rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
-    depth_exp = img[..., D + 3:D + 4] / acc.clamp_min(EXPECTED_DEPTH_EPS)
+    depth_exp = wd / acc.clamp_min(EXPECTED_DEPTH_EPS)
 
     meta = {
-        "means2d": proj.means2d, "gradient_2dgs": shift, "radii": proj.radii, "depths": proj.depths,
+        "means2d": means2d, "gradient_2dgs": shift, "radii": radii, "depths": depths,
         "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
         "n_pairs": raster.n_pairs, "n_candidates": raster.n_tested,
         "n_box_pixels": int(raster.stats[0]), "n_span_pixels": int(raster.stats[1]),
         "depth_convention": depth_convention, "backend": "numba",
     }
-    if proj.means2d.requires_grad:
-        proj.means2d.retain_grad()
+    if means2d.requires_grad:
+        means2d.retain_grad()
     return RenderOutput(
         rgb=rgb, alpha=acc, normals=nrm_img,
         depth_normals=depth_to_normals(depth_exp, acc, cams),
-        depth_expected=depth_exp, depth_median=img[..., D + 6:D + 7], distortion=img[..., D + 5:D + 6],
-        meta=meta)
+        depth_expected=depth_exp, depth_median=median, distortion=distortion, meta=meta)
