@@ -237,12 +237,12 @@ def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> 
 
 def _pipeline(job: Job, run: Path, device: str, threads: int, resume: bool) -> dict:
     from .io import write_json
-    from .report import EVAL_NAME, write_report
     from .pipeline import fit_run
+    from .report import EVAL_NAME, write_report
 
     # overwrite=True without a checkpoint: a failed earlier attempt may have left some outputs.
     metrics = fit_run(job.dataset, run, job_config(job), device=device, resume=resume, overwrite=not resume,
-                      progress=False, preset=job.preset, threads=threads, mesh=True)
+                      progress=False, preset=job.preset, threads=threads, mesh=True, report=False)
     summary = {"surfels": metrics.get("surfels"), "fit_mesh_seconds": metrics.get("total_seconds")}
     if job.gt is not None:
         from .eval.geometry import evaluate_mesh

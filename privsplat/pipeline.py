@@ -24,6 +24,7 @@ from .errors import PrivsplatError
 from .io import atomic_path, write_json
 from .mesh.tsdf import extract_mesh, write_mesh_ply
 from .privacy.sigma import gradient_magnitude
+from .report import write_report
 from .run import RunFolder
 from .train.config import FitConfig
 from .train.model import SurfelModel, write_splats_ply
@@ -36,6 +37,8 @@ log = logging.getLogger("privsplat")
 RUN_OUTPUTS = ("config.yaml", "checkpoints", "splats.ply", "mesh.ply", "metrics.json", "losses.jsonl",
                "renders", "report.html")
 LOCK_NAME = ".privsplat.lock"
+# Files other commands keep beside a run (a batch's job log, an eval): neither deleted nor foreign.
+RUN_COMPANIONS = (LOCK_NAME, "eval.json", "attempts.jsonl", "fit.log", "batch_job.json", "error.txt")
 
 
 def setup_logging() -> None:
@@ -57,7 +60,7 @@ def _prepare_run_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
         if not run.checkpoint_path.is_file():
             raise PrivsplatError(f"--resume: {run.path} holds no checkpoint; run without --resume")
         return
-    entries = [p for p in run.path.iterdir() if p.name != LOCK_NAME] if run.path.exists() else []
+    entries = [p for p in run.path.iterdir() if p.name not in RUN_COMPANIONS] if run.path.exists() else []
     unfinished = (entries and all(p.name in RUN_OUTPUTS for p in entries)
                   and not run.checkpoint_path.exists() and not run.metrics_path.exists())
     if entries:
@@ -95,7 +98,7 @@ def run_lock(run: RunFolder):
 
 def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resume: bool = False,
             overwrite: bool = False, progress: bool = True, preset: str = "custom", threads: int = 0,
-            mesh: bool = True) -> dict:
+            mesh: bool = True, report: bool = True) -> dict:
     """Fit, export splats.ply, renders/, mesh.ply and metrics.json into `out`. Returns the metrics."""
     data, out = Path(data), Path(out)
     check_out_folder(data, out)
@@ -107,7 +110,10 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
     t_start = time.perf_counter()
     dataset = load_dataset(data)  # verified before anything is written
     with run_lock(run):
-        return _fit_locked(run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start)
+        metrics = _fit_locked(run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start)
+    if report:
+        log.info("report: %s", write_report(run.path, device=str(dev)))
+    return metrics
 
 
 def _fit_locked(run: RunFolder, data: Path, dataset: Dataset, cfg: FitConfig, dev: torch.device, resume: bool,

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mesh": ("mesh", "Mesh", "re-extract the mesh of a finished run"),
     "eval": ("eval", "Eval", "geometry metrics of a mesh against ground truth"),
     "privacy-eval": ("privacy_eval", "PrivacyEval", "face recognition on what an attacker could hold"),
+    "report": ("report", "Report", "write RUN/report.html: renders, |g|, normals, loss curves, mesh turntable"),
+    "batch": ("batch", "Batch", "many protected datasets as Ray tasks, with a summary of reports"),
     "demo": ("demo", "Demo", "synth -> protect -> fit -> mesh -> score on the bundled head"),
     "render-bench": ("render_bench", "RenderBench", "time the surfel rasterizer (JSON)"),
 }
