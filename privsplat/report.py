@@ -371,10 +371,14 @@ def _plot_uri_img(draw: Callable, n_panels: int) -> str:
 
 
 def _plot_curves(fig, curves: dict) -> None:
+    # One colour per term across the stages; the total loss in black.
+    names = sorted({n for terms in curves.values() for n in terms} - {"loss"})
+    colour = {n: f"C{i % 10}" for i, n in enumerate(names)} | {"loss": "k"}
     for i, (stage, terms) in enumerate(curves.items()):
         ax = fig.add_subplot(1, len(curves), i + 1)
         for name, (steps, values) in sorted(terms.items()):
-            ax.plot(steps, np.maximum(values, 1e-12), label=name, lw=1.4 if name == "loss" else 0.9)
+            ax.plot(steps, np.maximum(values, 1e-12), label=name, color=colour[name],
+                    lw=1.6 if name == "loss" else 1.0)
         ax.set_yscale("log")
         ax.set_title(stage)
         ax.set_xlabel("step")
