@@ -309,7 +309,8 @@ def test_densification_with_default_strategy():
             o.step()
             o.zero_grad(set_to_none=True)
         counts.append(len(params["means"]))
-    assert counts[-1] != counts[0], counts
+    # grow_grad2d is tiny, so every refinement (steps 2 and 4) clones or splits most surfels
+    assert counts[3] > 1.5 * counts[0] and counts[-1] > counts[3], counts
 
 
 def test_small_fit_reduces_loss():

@@ -1,6 +1,7 @@
 """Mesh extraction: TSDF fusion (open3d VoxelBlockGrid) of rendered median depth.
 
-open3d is imported only here (the GPU machine cannot install it). ANCHORS.md explains why
+open3d is imported inside the functions that use it (the GPU machine cannot install it, and
+training must run there). ANCHORS.md explains why
 the newer `t.geometry.VoxelBlockGrid` and not the legacy ScalableTSDFVolume.
 """
 
