@@ -44,3 +44,32 @@ def test_a_huge_blur_is_refused_before_any_work(synth_head, tmp_path):
     with pytest.raises(PrivsplatError, match="blur_sigma"):
         protect(synth_head, tmp_path / "out", "all", blur_sigma=1e9, verbose=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_during_protect_leaves_no_temporary_folder(synth_head, tmp_path):
+    """A killed protect (SIGTERM, as a scheduler sends) must not leave a hidden half-written folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time, sys\n"
+            "import privsplat.privacy.sigma as S\n"
+            "orig = S.gradient_magnitude\n"
+            "def slow(*a, **k):\n"
+            "    print('working', flush=True); time.sleep(30); return orig(*a, **k)\n"
+            "S.gradient_magnitude = slow\n"
+            "from privsplat.commands import main\n"
+            f"sys.exit(main(['protect', '--data', {str(synth_head)!r}, '--out', {str(tmp_path / 'out')!r}, "
+            "'--sensitive', 'all']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
+        time.sleep(0.2)
+    assert any(p.name.startswith(".out.") for p in tmp_path.iterdir()), "protect never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == [], os.listdir(tmp_path)

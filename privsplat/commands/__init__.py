@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 # name -> (module, class, one-line summary for `privsplat --help`)
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import PrivsplatError
 
     name, args = argv[0], argv[1:]
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cls = load_command(name)
         prog, description = f"privsplat {name}", _description(cls)
@@ -70,9 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privsplat: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("privsplat: interrupted", file=sys.stderr)
+        print("privsplat: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so temporary outputs are removed."""
+    raise KeyboardInterrupt
