@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         print(f"privsplat: error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from ..threads import configure_cpu_threads
+
+    # Before torch is imported: OpenMP reads its wait policy once, at load (see threads.py).
+    configure_cpu_threads(0)
     import tyro
 
     from ..errors import PrivsplatError
