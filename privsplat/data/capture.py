@@ -33,7 +33,10 @@ from ..errors import PrivsplatError
 from .dataset import Frame
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-SHARPNESS_SIZE = 480  # long side of the grey copy whose Laplacian variance scores a video frame
+# COLMAP models SfM may refine that privsplat can undistort (SIMPLE_RADIAL: f, cx, cy, k1 — robust)
+SFM_CAMERA_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE", "SIMPLE_PINHOLE", "PINHOLE")
+SHARPNESS_SIZE = 480
+RANSAC_TRIALS = 2000  # two-view verification (see match_pairs)  # long side of the grey copy whose Laplacian variance scores a video frame
 
 
 @dataclass
@@ -162,12 +165,13 @@ def _chunks(items: list, n_chunks: int = 20, min_size: int = 1) -> list[list]:
 
 
 def sequential_pairs(names: list[str], overlap: int = 10, loop: bool = True) -> list[tuple[str, str]]:
-    """Pairs for ordered frames: each with its next `overlap` frames and frames 2^k ahead (COLMAP's
-    quadratic overlap), plus the last `overlap` against the first ones, since an orbit ends where it
-    began (no vocabulary tree, so no other loop detection: nothing may be downloaded)."""
+    """Pairs for ordered frames: each with its next `overlap` frames, plus the last `overlap` against
+    the first ones, since an orbit ends where it began (no vocabulary tree, so no other loop
+    detection: nothing may be downloaded). COLMAP's quadratic overlap (frames 2^k ahead) is left
+    out: on an orbit those pairs rarely overlap, and a pair that does not costs the most (RANSAC
+    runs to its trial limit)."""
     n = len(names)
     pairs = {(i, j) for i in range(n) for j in range(i + 1, min(n, i + overlap + 1))}
-    pairs |= {(i, i + 2 ** k) for i in range(n) for k in range(overlap) if i + 2 ** k < n}
     if loop:
         pairs |= {(i, j) for i in range(min(overlap, n)) for j in range(max(0, n - overlap), n) if i < j}
     return [(names[i], names[j]) for i, j in sorted(pairs)]
@@ -207,13 +211,18 @@ def match_pairs(db: Path, work: Path, pairs: list[tuple[str, str]], threads: int
 
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    # COLMAP tries up to 10000 RANSAC samples; a pair that needs more than RANSAC_TRIALS has under
+    # ~30 % inliers and is close to useless, while non-overlapping pairs (most of an exhaustive
+    # orbit) always run to the limit: this cap cuts exhaustive matching time several-fold
+    verification.ransac.max_num_trials = RANSAC_TRIALS
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = str(work / "pairs.txt")
     with tqdm(total=len(pairs), desc="SfM matching", unit="pair", disable=not verbose) as bar:
         for chunk in _chunks(pairs, min_size=200):
             (work / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in chunk))
             pycolmap.match_image_pairs(db, matching_options=matching, pairing_options=pairing,
-                                       device=pycolmap.Device.cpu)
+                                       verification_options=verification, device=pycolmap.Device.cpu)
             bar.update(len(chunk))
 
 
@@ -265,6 +274,8 @@ def _refusal(report: PrepareReport, sequential: bool, min_registered: float) -> 
             "remove or retake the failed images"]
     if sequential:
         tips.insert(0, "use more frames (--frames) or a slower orbit")
+    else:
+        tips.append("for many photos taken in order around the subject, --matching sequential is faster")
     return (f"structure from motion registered only {len(report.registered)} of {report.total} images "
             f"(need {min_registered:.0%}); not registered: {failed or 'all'}. Try: " + "; ".join(tips)
             + ". Or lower --min-registered to keep the registered part.")
@@ -272,14 +283,14 @@ def _refusal(report: PrepareReport, sequential: bool, min_registered: float) -> 
 
 # ----------------------------------------------------------------------------- output
 
-def reconstruction_frames(rec, image_dir: Path) -> tuple[list[Frame], dict[str, str]]:
-    """Frames (stored camera with its distortion, OpenCV w2c) of the registered images; name -> file."""
+def reconstruction_frames(rec, image_dir: Path) -> list[Frame]:
+    """Frames (stored camera with its distortion, OpenCV w2c) of the registered images."""
     from .colmap import ColmapCamera, camera_lens
     from .formats import check_intrinsics, unique_names
 
     images = sorted((rec.image(i) for i in rec.reg_image_ids()), key=lambda im: im.name)
     paths = [image_dir / im.name for im in images]
-    frames, files = [], {}
+    frames = []
     for name, path, im in zip(unique_names(paths, image_dir), paths, images):
         cam = im.camera
         where = f"SfM camera of {im.name}"
@@ -290,8 +301,7 @@ def reconstruction_frames(rec, image_dir: Path) -> tuple[list[Frame], dict[str, 
         w2c[:3, :4] = im.cam_from_world().matrix()
         frames.append(Frame(name=name, kind="rgb", image_path=path, K=K, w2c=w2c, width=int(cam.width),
                             height=int(cam.height), source=lens, extra={"w2c_input": w2c}))
-        files[name] = im.name
-    return frames, files
+    return frames
 
 
 def write_points_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
@@ -316,7 +326,7 @@ def write_dataset(rec, image_dir: Path, out: Path, max_size: int | None, verbose
     from .images import read_image
     from .undistort import apply_pinhole, to_pinhole
 
-    frames, _ = reconstruction_frames(rec, image_dir)
+    frames = reconstruction_frames(rec, image_dir)
     apply_pinhole(frames, max_size)
     entries = []
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -351,6 +361,8 @@ def prepare(out: str | Path, images: str | Path | None = None, video: str | Path
         raise PrivsplatError("give exactly one of --images DIR or --video FILE")
     if matching not in ("auto", "sequential", "exhaustive"):
         raise PrivsplatError(f"--matching must be auto, sequential or exhaustive, got {matching!r}")
+    if camera_model not in SFM_CAMERA_MODELS:
+        raise PrivsplatError(f"--camera-model must be one of {', '.join(SFM_CAMERA_MODELS)}, got {camera_model!r}")
     if cameras not in ("auto", "single", "per_image"):
         raise PrivsplatError(f"--cameras must be auto, single or per_image, got {cameras!r}")
     if not 0 < min_registered <= 1:

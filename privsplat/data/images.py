@@ -57,8 +57,9 @@ def to_unit_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / scale
 
 
-def _stored(path: Path, frame: Frame, what: str) -> np.ndarray:
-    """The stored image of `frame` mapped to its pinhole camera (undistorted, then area-downsampled)."""
+def read_in_frame(path: Path, frame: Frame, what: str) -> np.ndarray:
+    """A stored image of `frame` (its RGB, mask, or any per-view image drawn on the original, such as a
+    region mask) mapped to the frame's pinhole camera: undistorted, then area-downsampled; dtype kept."""
     from .undistort import to_pinhole
 
     img = read_image(path)
@@ -74,7 +75,7 @@ def load_rgb(frame: Frame) -> np.ndarray:
     if frame.kind != "rgb":
         raise PrivsplatError(f"frame {frame.name!r} is protected: its RGB is not available by design; "
                              "use load_protected (and load_rgb_outside for region-protected frames)")
-    img = _stored(frame.image_path, frame, "image")
+    img = read_in_frame(frame.image_path, frame, "image")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return to_unit_float(img[:, :, :3])
@@ -83,14 +84,14 @@ def load_rgb(frame: Frame) -> np.ndarray:
 def load_mask(frame: Frame) -> np.ndarray | None:
     """float32 [H,W] in 0..1 (foreground 1), from mask_path or an RGB frame's alpha; else None."""
     if frame.mask_path is not None:
-        m = to_unit_float(_stored(frame.mask_path, frame, "mask"))
+        m = to_unit_float(read_in_frame(frame.mask_path, frame, "mask"))
         if m.ndim == 3:  # RGBA mask: alpha if present, else the brightest channel
             m = m[:, :, 3] if m.shape[2] == 4 else m.max(axis=2)
         return m
     if frame.kind == "rgb" and frame.image_path.suffix.lower() == ".png":
         img = read_image(frame.image_path)
         if img.ndim == 3 and img.shape[2] == 4:
-            return to_unit_float(_stored(frame.image_path, frame, "image")[:, :, 3])
+            return to_unit_float(read_in_frame(frame.image_path, frame, "image")[:, :, 3])
     return None
 
 
@@ -119,7 +120,7 @@ def load_rgb_outside(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     if frame.rgb_outside_path is None:
         raise PrivsplatError(f"frame {frame.name!r} has no RGB outside a protected region "
                              "(it is fully protected or not protected)")
-    img = _stored(frame.rgb_outside_path, frame, "outside-region image")
+    img = read_in_frame(frame.rgb_outside_path, frame, "outside-region image")
     if img.ndim != 3 or img.shape[2] != 4:
         raise PrivsplatError(f"{frame.rgb_outside_path} must be RGBA (alpha = valid); re-run privsplat protect")
     f = to_unit_float(img)
