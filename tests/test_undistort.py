@@ -279,3 +279,10 @@ def test_max_size_after_undistortion(tmp_path):
     assert load_rgb(f).shape == (120, 160, 3) and load_mask(f).shape == (120, 160)
     with pytest.raises(PrivsplatError, match="max-size"):
         parse(tmp_path, max_size=0.5)
+
+
+def test_lens_that_folds_over_is_refused():
+    """r (1 + k2 r^4) with k2 = -1.5 turns back at r = 0.6, inside this image: no pinhole view exists."""
+    src = SourceCamera("OPENCV", K_SRC, (0.0, -1.5, 0.0, 0.0, 0.0), W, H)
+    with pytest.raises(PrivsplatError, match="undistort"):
+        pinhole_K(src)

@@ -158,6 +158,15 @@ def extract_video_frames(video: Path, out_dir: Path, n: int, verbose: bool = Tru
 
 # ----------------------------------------------------------------------------- SfM
 
+def import_pycolmap():
+    try:
+        import pycolmap
+    except ImportError:
+        raise PrivsplatError("privsplat prepare needs pycolmap (structure from motion, CPU): "
+                             "pip install 'pycolmap>=4.2'") from None
+    return pycolmap
+
+
 def _chunks(items: list, n_chunks: int = 20, min_size: int = 1) -> list[list]:
     """About n_chunks pieces for a progress bar; min_size bounds the per-call overhead of pycolmap."""
     size = max(min_size, -(-len(items) // n_chunks))
@@ -233,7 +242,7 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, cam
     pycolmap runs in this thread only: it links its own SQLite, and a second SQLite library touching
     the database at the same time (e.g. Python's, to poll progress) corrupts it (SIGBUS).
     """
-    import pycolmap
+    pycolmap = import_pycolmap()
     from tqdm import tqdm
 
     pycolmap.logging.minloglevel = 2  # COLMAP's own log is too chatty for a CLI; the bars show progress

@@ -105,7 +105,13 @@ def _pinhole_K(key: tuple) -> np.ndarray:
     K = np.asarray(src.K, dtype=np.float64)
     if not is_distorted(src):
         return K.copy()
-    b = {side: undistort_points(src, p) for side, p in _border_pixels(width, height).items()}
+    border = _border_pixels(width, height)
+    b = {side: undistort_points(src, p) for side, p in border.items()}
+    # the iterative inverse must have converged (it does not where the model folds over)
+    redo = np.concatenate([distort_points(src, b[side]) - border[side] for side in border])
+    if not (np.isfinite(redo).all() and np.abs(redo).max() < 0.05):
+        raise PrivsplatError(f"the {model} lens {list(coeffs)} cannot be undistorted at the image edge (the "
+                             "model folds over or the coefficients are too strong); check the calibration")
     x0, x1 = b["left"][:, 0].max(), b["right"][:, 0].min()
     y0, y1 = b["top"][:, 1].max(), b["bottom"][:, 1].min()
     if not (np.isfinite([x0, x1, y0, y1]).all() and x1 > x0 and y1 > y0):
@@ -118,7 +124,15 @@ def _pinhole_K(key: tuple) -> np.ndarray:
     fx = fy * aspect
     cx = width / 2 - fx * (x0 + x1) / 2
     cy = height / 2 - fy * (y0 + y1) / 2
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    Knew = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    # check: the new image's edge, pushed back through the lens, stays inside the stored image
+    # (fails for lenses whose model folds over inside the frame, where undistortion has no answer)
+    edge = np.concatenate(list(_border_pixels(width, height).values()))
+    back = distort_points(src, (edge - Knew[:2, 2]) / Knew[[0, 1], [0, 1]])
+    if not (np.isfinite(back).all() and back.min() > -1 and (back < [width + 1, height + 1]).all()):
+        raise PrivsplatError(f"the {model} lens {list(coeffs)} cannot be undistorted to a pinhole view without "
+                             "invalid pixels (the model folds over inside the image); check the calibration")
+    return Knew
 
 
 def pinhole_K(src: SourceCamera) -> np.ndarray:
