@@ -205,7 +205,7 @@ def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, span_off, sp
 # ---------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                   img, t_final, d_final, last, med, tile_stats):
     """Composite tile t. img [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
     median depth. Per pixel: final T, sum w*z (distortion), the entry index of the last
@@ -230,14 +230,14 @@ def _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams,
     tested = 0
     pairs = 0
     for e in range(off[t], off[t + 1]):
-        v = ids[e]
-        a0, a1, a2 = tab[v, COL_A], tab[v, COL_A + 1], tab[v, COL_A + 2]
-        b0, b1, b2 = tab[v, COL_B], tab[v, COL_B + 1], tab[v, COL_B + 2]
-        c0, c1, c2 = tab[v, COL_C], tab[v, COL_C + 1], tab[v, COL_C + 2]
-        mx, my, o = tab[v, COL_M2D], tab[v, COL_M2D + 1], tab[v, COL_OPAC]
-        t20, t21, z = tab[v, COL_M2], tab[v, COL_M2 + 1], tab[v, COL_M2 + 2]
+        v = e  # entry-ordered arrays: one sequential sweep through memory
+        a0, a1, a2 = etab[v, COL_A], etab[v, COL_A + 1], etab[v, COL_A + 2]
+        b0, b1, b2 = etab[v, COL_B], etab[v, COL_B + 1], etab[v, COL_B + 2]
+        c0, c1, c2 = etab[v, COL_C], etab[v, COL_C + 1], etab[v, COL_C + 2]
+        mx, my, o = etab[v, COL_M2D], etab[v, COL_M2D + 1], etab[v, COL_OPAC]
+        t20, t21, z = etab[v, COL_M2], etab[v, COL_M2 + 1], etab[v, COL_M2 + 2]
         for k in range(D + 3):
-            feat[k] = tab[v, COL_FEAT + k]
+            feat[k] = etab[v, COL_FEAT + k]
         for y in range(max(by0[v], ya), min(by1[v], yb) + 1):
             py = y + 0.5
             r = span_off[v] + y - by0[v]
@@ -292,7 +292,7 @@ def _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams,
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                    gimg, t_final, d_final, last, med, egrad, eabs):
     """Per (tile, surfel) entry of tile t: the gradient of the loss w.r.t. the surfel's table
     row, summed over the tile's pixels (egrad [E, F]), and sum |d loss / d means2d| (eabs)."""
@@ -319,14 +319,14 @@ def _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams
         egrad[e, :] = 0.0
         eabs[e, :] = 0.0
     for e in range(e_max, off[t] - 1, -1):
-        v = ids[e]
-        a0, a1, a2 = tab[v, COL_A], tab[v, COL_A + 1], tab[v, COL_A + 2]
-        b0, b1, b2 = tab[v, COL_B], tab[v, COL_B + 1], tab[v, COL_B + 2]
-        c0, c1, c2 = tab[v, COL_C], tab[v, COL_C + 1], tab[v, COL_C + 2]
-        mx, my, o = tab[v, COL_M2D], tab[v, COL_M2D + 1], tab[v, COL_OPAC]
-        t20, t21, z = tab[v, COL_M2], tab[v, COL_M2 + 1], tab[v, COL_M2 + 2]
+        v = e  # entry-ordered arrays: one sequential sweep through memory
+        a0, a1, a2 = etab[v, COL_A], etab[v, COL_A + 1], etab[v, COL_A + 2]
+        b0, b1, b2 = etab[v, COL_B], etab[v, COL_B + 1], etab[v, COL_B + 2]
+        c0, c1, c2 = etab[v, COL_C], etab[v, COL_C + 1], etab[v, COL_C + 2]
+        mx, my, o = etab[v, COL_M2D], etab[v, COL_M2D + 1], etab[v, COL_OPAC]
+        t20, t21, z = etab[v, COL_M2], etab[v, COL_M2 + 1], etab[v, COL_M2 + 2]
         for k in range(D + 3):
-            feat[k] = tab[v, COL_FEAT + k]
+            feat[k] = etab[v, COL_FEAT + k]
             gfeat[k] = 0.0
         ga0 = ga1 = ga2 = gb0 = gb1 = gb2 = gc0 = gc1 = gc2 = 0.0
         gmx = gmy = go = gt20 = gt21 = gz = 0.0
@@ -416,35 +416,54 @@ def _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _forward_par(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _forward_par(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                  img, t_final, d_final, last, med, tile_stats):
     for t in nb.prange(n_tiles):
-        _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                       img, t_final, d_final, last, med, tile_stats)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_ser(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _forward_ser(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                  img, t_final, d_final, last, med, tile_stats):
     for t in range(n_tiles):
-        _forward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                       img, t_final, d_final, last, med, tile_stats)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _backward_par(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _backward_par(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                   gimg, t_final, d_final, last, med, egrad, eabs):
     for t in nb.prange(n_tiles):
-        _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                        gimg, t_final, d_final, last, med, egrad, eabs)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_ser(n_tiles, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+def _backward_ser(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                   gimg, t_final, d_final, last, med, egrad, eabs):
     for t in range(n_tiles):
-        _backward_tile(t, tab, span_off, spans, bx0, bx1, by0, by1, off, ids, n_cams, H, W, D, center,
+        _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
                        gimg, t_final, d_final, last, med, egrad, eabs)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _entry_arrays(ids, tab, span_off, bx0, bx1, by0, by1):
+    """Per-surfel arrays copied into entry order (tile by tile, front to back), so the
+    kernels read them sequentially instead of jumping through the depth-sorted table."""
+    E, F = ids.shape[0], tab.shape[1]
+    etab = np.empty((E, F))
+    eint = np.empty((5, E), np.int64)
+    for e in range(E):
+        v = ids[e]
+        for k in range(F):
+            etab[e, k] = tab[v, k]
+        eint[0, e] = span_off[v]
+        eint[1, e] = bx0[v]
+        eint[2, e] = bx1[v]
+        eint[3, e] = by0[v]
+        eint[4, e] = by1[v]
+    return etab, eint
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -716,8 +735,12 @@ class _Raster:
         self.off, self.ids = _bin_tiles(tab, self.vc, self.rho2, self.bx0, self.bx1, self.by0, self.by1,
                                         self.n_cams, self.ntx, self.nty, self.span_off, self.spans, self.stats)
 
+        self.etab, eint = _entry_arrays(self.ids, tab, self.span_off, self.bx0, self.bx1, self.by0, self.by1)
+        self.e_span_off, self.e_bx0, self.e_bx1, self.e_by0, self.e_by1 = eint
+
     def args(self):
-        return (self.span_off, self.spans, self.bx0, self.bx1, self.by0, self.by1, self.off, self.ids,
+        """The kernels' inputs: per-entry copies of the surfel table, spans and boxes."""
+        return (self.etab, self.e_span_off, self.spans, self.e_bx0, self.e_bx1, self.e_by0, self.e_by1, self.off,
                 self.n_cams, self.H, self.W, self.D, self.center)
 
 
@@ -741,7 +764,7 @@ class _Composite(torch.autograd.Function):
         raster.last, raster.med = np.empty(n_pix, np.int64), np.empty(n_pix, np.int64)
         tile_stats = np.zeros((raster.n_tiles, 2), np.int64)
         fwd = _forward_ser if raster.threads == 1 else _forward_par
-        fwd(raster.n_tiles, tab, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med,
+        fwd(raster.n_tiles, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med,
             tile_stats)
         raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
         ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
@@ -758,7 +781,7 @@ class _Composite(torch.autograd.Function):
         E = raster.ids.shape[0]
         egrad, eabs = np.empty((E, tab.shape[1])), np.empty((E, 2))  # the kernel writes every row
         bwd = _backward_ser if raster.threads == 1 else _backward_par
-        bwd(raster.n_tiles, tab, *raster.args(), gimg, raster.t_final, raster.d_final, raster.last, raster.med,
+        bwd(raster.n_tiles, *raster.args(), gimg, raster.t_final, raster.d_final, raster.last, raster.med,
             egrad, eabs)
         gtab, absg = np.zeros_like(tab), np.zeros((tab.shape[0], 2))
         _sum_entries(raster.ids, egrad, eabs, gtab, absg)
