@@ -370,7 +370,7 @@ def synthesize_car(out: str | Path = "car", views: int = 48, resolution: int = 2
         pio.write_json(tmp / "plates.json", {
             "plates": [{"id": pid, "text": texts[pid], "corners_world": plate_corners_world()[pid],
                         "normal": PLATE_NORMALS[pid]} for pid in ("front", "rear")],
-            "readable_max_angle_deg": READABLE_MAX_ANGLE_DEG,
+            "readable_max_angle_deg": READABLE_MAX_ANGLE_DEG, "image_size": [resolution, resolution],
             "frames": plate_frames})
         pio.write_json(tmp / "synth.json", {
             "scene": "car", "units": "m", "views": views, "resolution": resolution, "seed": seed,

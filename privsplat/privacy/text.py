@@ -8,16 +8,20 @@ every step leans toward protecting more:
    Words read with confidence >= `min_conf` and >= 2 letters/digits are "text"; every
    other word tesseract reports, however garbled or unsure (it misreads oblique plates,
    and reads a wheel as "O"), is kept as "unsure" and protected all the same.
-2. Across views (the cameras are known): text lines found in two or more views that meet
-   at one 3D point (their rays pass within the text's own size of it, from directions
-   10°..130° apart, as one planar sign can be read from) become an anchored 3D rectangle:
-   the union of their boxes back-projected onto a plane through that point, facing the
-   mean direction of those cameras, grown to a plate's field around its characters (x1.3
-   wide, x1.8 high). Sightings join an anchor only if their readings share two characters
-   (so a wheel read as "oO" cannot stretch a plate's rectangle). It is projected into every view
-   that looks at its front (within 105° of that direction, so an error in the normal
-   errs toward protecting) — also where tesseract saw nothing, e.g. a plate at 80°, or one
-   hidden behind the car (whose region then costs some car pixels, never privacy).
+2. Across views (the cameras are known), each sure reading becomes a 3D rectangle that is
+   projected into every view looking at its front (within 105° of its normal, so an error in
+   the normal errs toward protecting) — also where tesseract saw nothing, e.g. a plate at
+   60-80°, or one hidden behind the car (whose region then costs some car pixels, never
+   privacy). Two ways, both used:
+   - on the object's visual hull (every view has an object mask): the box's centre and
+     corners are ray-cast into the hull; the plane through those points gives the text's
+     tilt. One reading is enough.
+   - by triangulation: lines read in two or more views that meet at one 3D point (their
+     rays pass within the text's own size of it, from directions 10°..130° apart, as one
+     planar sign can be read from, and their readings share two characters, so a wheel
+     read as "oO" cannot join a plate) span a rectangle on a plane through that point
+     facing the mean direction of those cameras.
+   Rectangles are grown to a plate's field around its characters (x1.3 wide, x1.8 high).
 3. Every region is grown by `margin_px` plus a fifth of its height.
 A view where nothing is found and no anchored text faces it stays RGB: without a reading,
 a rectangle or a user mask there is no evidence of text; pass masks or a JSON of boxes
@@ -281,9 +285,10 @@ def _mean_normal(X: np.ndarray, support: list[_Sighting]) -> np.ndarray:
     return mean / np.linalg.norm(mean)
 
 
-def _rectangle(X: np.ndarray, support: list[_Sighting], frames) -> Anchor:
-    """The supporters' boxes back-projected onto the text's plane through X, bounded and grown."""
-    n = _mean_normal(X, support)
+def _rectangle(X: np.ndarray, support: list[_Sighting], frames, n: np.ndarray | None = None) -> Anchor:
+    """The supporters' boxes back-projected onto the text's plane through X (normal n, default:
+    _mean_normal), bounded and grown."""
+    n = _mean_normal(X, support) if n is None else n
     right, up = _plane_axes(n, support, frames)
     P = np.concatenate([q for q in _backproject(support, frames, X, n) if q is not None]) - X
     u, v = P @ right, P @ up
@@ -292,6 +297,50 @@ def _rectangle(X: np.ndarray, support: list[_Sighting], frames) -> Anchor:
     corners = np.stack([X + (cu + su * hu) * right + (cv + sv * hv) * up
                         for su, sv in ((-1, 1), (1, 1), (1, -1), (-1, -1))])
     return Anchor(corners, n, sorted({s.view for s in support}), sorted({s.line.text for s in support}))
+
+
+def hull_depths(origin: np.ndarray, dirs: np.ndarray, frames, masks, samples: int = 400) -> np.ndarray:
+    """Depth [R] along each ray (origin, dirs [R, 3]) where it enters the masks' visual hull
+    (nan where it never does): the first sample that projects inside every mask that sees it."""
+    far = float(np.linalg.norm(origin)) + 2.0   # the normalised object lies within radius ~1 of 0
+    ts = np.linspace(max(0.0, far - 4.0), far, samples)
+    P = origin[None, None] + ts[None, :, None] * dirs[:, None]          # [R, S, 3]
+    inside = np.ones(P.shape[:2], bool)
+    for f, m in zip(frames, masks):
+        cam = P @ f.w2c[:3, :3].T + f.w2c[:3, 3]
+        z = cam[..., 2]
+        uv = (cam @ f.K.T)[..., :2] / np.maximum(z, 1e-9)[..., None]
+        u, v = np.floor(uv[..., 0]).astype(int), np.floor(uv[..., 1]).astype(int)
+        seen = (z > 0) & (u >= 0) & (v >= 0) & (u < f.width) & (v < f.height)
+        ok = np.ones(P.shape[:2], bool)  # outside this view: no evidence against
+        ok[seen] = m[v[seen], u[seen]] > 0.5
+        inside &= ok
+    first = np.argmax(inside, axis=1)
+    return np.where(inside.any(axis=1), ts[first], np.nan)
+
+
+def hull_anchor(s: _Sighting, frames, masks) -> Anchor | None:
+    """Text read in one view, placed on the object's visual hull: its centre and box corners are
+    ray-cast into the hull, and the plane through those points gives its tilt (facing the camera
+    where they do not span a plane). None where the ray misses the hull."""
+    f = frames[s.view]
+    R, Kinv = f.w2c[:3, :3], np.linalg.inv(f.K)
+    x0, y0, x1, y1 = s.line.box
+    pix = [(0.5 * (x0 + x1), 0.5 * (y0 + y1)), (x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    dirs = np.stack([R.T @ (Kinv @ np.array([px, py, 1.0])) for px, py in pix])
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    t = hull_depths(s.origin, dirs, frames, masks)
+    if not np.isfinite(t[0]):
+        return None
+    X = s.origin + t[0] * dirs[0]
+    n = (s.origin - X) / np.linalg.norm(s.origin - X)
+    P = (s.origin + t[:, None] * dirs)[np.isfinite(t)]
+    if len(P) >= 4:
+        _, sv, vt = np.linalg.svd(P - P.mean(axis=0))
+        fit = vt[2] if vt[2] @ n > 0 else -vt[2]
+        if sv[1] > 1e-6 and sv[2] < 0.2 * sv[1] and fit @ n > np.cos(np.radians(80)):
+            n = fit  # the points span a plane that the camera sees from its front
+    return _rectangle(X, [s], frames, n)
 
 
 def project_anchor(anchor: Anchor, frame) -> np.ndarray | None:
@@ -342,7 +391,7 @@ def _polygon_mask(shape, poly: np.ndarray, margin_px: float) -> np.ndarray:
 def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float = 3.0,
                         progress: Callable[[str], None] | None = None) -> dict[str, ViewRegion]:
     """frame name -> ViewRegion for every frame of an (unprotected) dataset; see the module docstring."""
-    from ..data import load_rgb
+    from ..data import load_mask, load_rgb
 
     frames = dataset.frames
     if not tesseract_available():
@@ -357,6 +406,9 @@ def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float
         words.append(w)
         sightings += [_sighting(i, ln, f) for ln in merge_lines(w)]
     anchors = anchor_text(sightings, frames)
+    masks = [load_mask(f) for f in frames]
+    if all(m is not None for m in masks):  # every sure reading, placed on the object's hull
+        anchors += [a for s in sightings if (a := hull_anchor(s, frames, masks)) is not None]
     out = {}
     for i, f in enumerate(frames):
         shape = (f.height, f.width)
@@ -376,7 +428,8 @@ def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float
             poly = project_anchor(a, f)
             if poly is not None:
                 mask |= _polygon_mask(shape, poly, margin_px)
-                why.append(f"text {k + 1} ({'/'.join(a.texts)}, found in {len(a.views)} views) faces this view")
+                seen = f"{len(a.views)} views" if len(a.views) > 1 else frames[a.views[0]].name
+                why.append(f"text {'/'.join(a.texts)!r} found in {seen} faces this view")
         reason = "; ".join(why) if why else "no text found, and no text found elsewhere faces this view"
         out[f.name] = ViewRegion(mask, reason, words[i])
     return out
