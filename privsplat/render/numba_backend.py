@@ -33,7 +33,7 @@ from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
 from .torch_backend import (ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, RADIUS_SIGMAS, T_MIN,
-                            _visible_colors, check_render_inputs, depth_to_normals)
+                            _visible_colors, check_render_inputs)
 
 TILE = 16           # pixels per tile side: small tiles waste few span tests on a CPU
 SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a pixel
@@ -672,6 +672,93 @@ def _scatter_table_grad(vc, vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col
 
 
 # ---------------------------------------------------------------------------------------
+# Normals from the rendered depth (common.depth_to_normals, with its backward)
+# ---------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _ray(Ks, rot, c, y, x, out):
+    """out = R_c2w (dir of pixel centre (x, y) with z = 1): the world point per unit depth."""
+    d0 = (x - Ks[c, 0, 2] + 0.5) / Ks[c, 0, 0]
+    d1 = (y - Ks[c, 1, 2] + 0.5) / Ks[c, 1, 1]
+    for i in range(3):
+        out[i] = rot[c, i, 0] * d0 + rot[c, i, 1] * d1 + rot[c, i, 2]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _depth_normals(depth, alpha, Ks, rot, out, pts):
+    """out [C,H,W,3]: normalised cross product of the central differences of the unprojected
+    depth (rows x columns), zero on the border and next to empty pixels. pts [C,H,W,3]
+    receives the unprojected points (R_c2w dir * depth; the translation cancels)."""
+    C, H, W = depth.shape[0], depth.shape[1], depth.shape[2]
+    ray = np.empty(3)
+    for c in range(C):
+        for y in range(H):
+            for x in range(W):
+                _ray(Ks, rot, c, y, x, ray)
+                for i in range(3):
+                    pts[c, y, x, i] = ray[i] * depth[c, y, x, 0]
+                    out[c, y, x, i] = 0.0
+        for y in range(1, H - 1):
+            for x in range(1, W - 1):
+                if not (alpha[c, y, x, 0] > 0 and alpha[c, y + 1, x, 0] > 0 and alpha[c, y - 1, x, 0] > 0
+                        and alpha[c, y, x + 1, 0] > 0 and alpha[c, y, x - 1, 0] > 0):
+                    continue
+                r0, r1, r2 = (pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0], pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
+                              pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2])
+                q0, q1, q2 = (pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0], pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
+                              pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2])
+                m0, m1, m2 = _cross(r0, r1, r2, q0, q1, q2)
+                inv = 1.0 / max(math.sqrt(m0 * m0 + m1 * m1 + m2 * m2), 1e-12)  # F.normalize
+                out[c, y, x, 0], out[c, y, x, 1], out[c, y, x, 2] = m0 * inv, m1 * inv, m2 * inv
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _depth_normals_backward(alpha, Ks, rot, pts, g_out, g_depth):
+    C, H, W = alpha.shape[0], alpha.shape[1], alpha.shape[2]
+    g_pts = np.zeros((H, W, 3))
+    ray = np.empty(3)
+    for c in range(C):
+        g_pts[:] = 0.0
+        for y in range(1, H - 1):
+            for x in range(1, W - 1):
+                if not (alpha[c, y, x, 0] > 0 and alpha[c, y + 1, x, 0] > 0 and alpha[c, y - 1, x, 0] > 0
+                        and alpha[c, y, x + 1, 0] > 0 and alpha[c, y, x - 1, 0] > 0):
+                    continue
+                r0, r1, r2 = (pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0], pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
+                              pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2])
+                q0, q1, q2 = (pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0], pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
+                              pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2])
+                m0, m1, m2 = _cross(r0, r1, r2, q0, q1, q2)
+                norm = math.sqrt(m0 * m0 + m1 * m1 + m2 * m2)
+                g0, g1, g2 = g_out[c, y, x, 0], g_out[c, y, x, 1], g_out[c, y, x, 2]
+                if norm > 1e-12:  # d (m / |m|) = (g - n (n . g)) / |m|
+                    n0, n1, n2 = m0 / norm, m1 / norm, m2 / norm
+                    dot = n0 * g0 + n1 * g1 + n2 * g2
+                    g0, g1, g2 = (g0 - n0 * dot) / norm, (g1 - n1 * dot) / norm, (g2 - n2 * dot) / norm
+                else:  # F.normalize divides by its eps there
+                    g0, g1, g2 = g0 / 1e-12, g1 / 1e-12, g2 / 1e-12
+                # m = r x q: d/dr = q x g, d/dq = g x r
+                a0, a1, a2 = _cross(q0, q1, q2, g0, g1, g2)
+                b0, b1, b2 = _cross(g0, g1, g2, r0, r1, r2)
+                g_pts[y + 1, x, 0] += a0
+                g_pts[y + 1, x, 1] += a1
+                g_pts[y + 1, x, 2] += a2
+                g_pts[y - 1, x, 0] -= a0
+                g_pts[y - 1, x, 1] -= a1
+                g_pts[y - 1, x, 2] -= a2
+                g_pts[y, x + 1, 0] += b0
+                g_pts[y, x + 1, 1] += b1
+                g_pts[y, x + 1, 2] += b2
+                g_pts[y, x - 1, 0] -= b0
+                g_pts[y, x - 1, 1] -= b1
+                g_pts[y, x - 1, 2] -= b2
+        for y in range(H):
+            for x in range(W):
+                _ray(Ks, rot, c, y, x, ray)
+                g_depth[c, y, x, 0] = ray[0] * g_pts[y, x, 0] + ray[1] * g_pts[y, x, 1] + ray[2] * g_pts[y, x, 2]
+
+
+# ---------------------------------------------------------------------------------------
 # autograd glue
 # ---------------------------------------------------------------------------------------
 
@@ -708,6 +795,27 @@ class _Project(torch.autograd.Function):
         dt = g_rows.dtype
         return (torch.from_numpy(g_means).to(dt), torch.from_numpy(g_quats).to(dt),
                 torch.from_numpy(g_scales).to(dt)) + (None,) * 6
+
+
+class _DepthNormals(torch.autograd.Function):
+    """common.depth_to_normals (gsplat's depth_to_normal) with a compiled forward and backward."""
+
+    @staticmethod
+    def forward(ctx, depth, alpha, Ks, viewmats):
+        C, H, W = depth.shape[:3]
+        Ks_np, rot = _np(Ks), np.ascontiguousarray(np.linalg.inv(_np(viewmats))[:, :3, :3])
+        alpha_np = np.ascontiguousarray(alpha.detach().numpy())
+        out, pts = np.empty((C, H, W, 3)), np.empty((C, H, W, 3))
+        _depth_normals(_np(depth), alpha_np, Ks_np, rot, out, pts)
+        ctx.state = (alpha_np, Ks_np, rot, pts)
+        return torch.from_numpy(out).to(depth.dtype)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        alpha_np, Ks_np, rot, pts = ctx.state
+        g_depth = np.empty(alpha_np.shape)
+        _depth_normals_backward(alpha_np, Ks_np, rot, pts, _np(g_out), g_depth)
+        return torch.from_numpy(g_depth).to(g_out.dtype), None, None, None
 
 
 class _Raster:
@@ -874,5 +982,5 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
         means2d.retain_grad()
     return RenderOutput(
         rgb=rgb, alpha=acc, normals=nrm_img,
-        depth_normals=depth_to_normals(depth_exp, acc, cams),
+        depth_normals=_DepthNormals.apply(depth_exp, acc.detach(), cams.Ks, cams.viewmats),
         depth_expected=depth_exp, depth_median=median, distortion=distortion, meta=meta)
