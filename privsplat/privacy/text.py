@@ -424,12 +424,15 @@ def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float
             why.append("read " + ", ".join(sorted({repr(w.text) for w in sure})))
         if unsure:
             why.append(f"{len(unsure)} unsure word(s)")
-        for k, a in enumerate(anchors):
+        facing = []
+        for a in anchors:
             poly = project_anchor(a, f)
             if poly is not None:
                 mask |= _polygon_mask(shape, poly, margin_px)
-                seen = f"{len(a.views)} views" if len(a.views) > 1 else frames[a.views[0]].name
-                why.append(f"text {'/'.join(a.texts)!r} found in {seen} faces this view")
+                facing.append(a)
+        if facing:
+            texts = ", ".join(sorted({t for a in facing for t in a.texts}))
+            why.append(f"text read elsewhere faces this view ({len(facing)} placement(s): {texts})")
         reason = "; ".join(why) if why else "no text found, and no text found elsewhere faces this view"
         out[f.name] = ViewRegion(mask, reason, words[i])
     return out
