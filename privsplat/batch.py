@@ -267,12 +267,15 @@ def _log_to_file(path: Path) -> logging.Handler:
 def _record_attempt(run: Path, resume: bool) -> None:
     """One line per start of the task: its process (what an operator kills or inspects) and,
     on a retry, the checkpoint it resumes from."""
+    from .run import RunFolder
+
     rec: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     if resume:
-        import torch
-
-        state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
-        rec["resumed_from"] = {"stage_index": state["stage_index"], "step": state["step"]}
+        try:
+            state = RunFolder(run).load_checkpoint("cpu")
+            rec["resumed_from"] = {"stage_index": state["stage_index"], "step": state["step"]}
+        except PrivsplatError as e:  # fit_run refuses it too, and the job fails with this message
+            rec["checkpoint_error"] = str(e)
     with open(state_dir(run) / ATTEMPTS_LOG, "a") as f:
         f.write(json.dumps(rec) + "\n")
         f.flush()
@@ -364,7 +367,7 @@ def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], addre
         pending = {task.remote(j.spec(), str(out / j.name), device, threads): j for j in jobs}
         begun = {j.name: time.time() for j in jobs}
         durations: list[float] = []
-        last_line = ""
+        last_counts: tuple = ()
         last_time = 0.0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
@@ -376,9 +379,10 @@ def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], addre
                     durations.append(r.seconds or 0.0)
                 log.info("batch: %s %s%s", job.name, r.status, f": {r.error}" if r.error else "")
             p = _progress(jobs, pending, results, out, durations, slots, t0)
-            if p.line() != last_line and (time.time() - last_time > 10 or ready):
+            counts = (p.done, p.running, p.queued, p.failed)
+            if counts != last_counts or time.time() - last_time > 60:  # on change, else once a minute
                 log.info("%s", p.line())
-                last_line, last_time = p.line(), time.time()
+                last_counts, last_time = counts, time.time()
             if on_progress is not None:
                 on_progress(p)
     finally:

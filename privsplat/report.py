@@ -119,21 +119,15 @@ def _load_dataset(saved: dict):
 
 
 def _load_model(run_dir: Path, device: str):
-    ckpt = run_dir / "checkpoints" / "latest.pt"
-    if not ckpt.is_file():
-        return None, f"no checkpoint at {ckpt}"
-    import pickle
+    from .run import RunFolder
 
-    import torch
-
-    from .train.model import SurfelModel
-
+    run = RunFolder(run_dir)
+    if not run.checkpoint_path.is_file():
+        return None, f"no checkpoint at {run.checkpoint_path}"
     try:
-        # weights_only: tensors and plain data only; a run folder from elsewhere never runs code here.
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        return SurfelModel.from_state(state["model"], device), None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError) as e:
-        return None, f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {str(e)[:200]})"
+        return run.load_model(device), None  # tensors and plain data only: a foreign run runs no code here
+    except PrivsplatError as e:
+        return None, str(e)
 
 
 def read_losses(run_dir: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:

@@ -107,6 +107,11 @@ def test_job_error_is_recorded_and_a_rerun_resumes(protected_head, tmp_path):
     assert res["status"] == "failed" and [a["pid"] for a in attempts] == [os.getpid()] * 2
     assert "resumed_from" not in attempts[0] and attempts[1]["resumed_from"] == {"stage_index": 2, "step": 0}
     assert "has no triangles" in (tmp_path / "out" / ".batch" / "j" / "job.log").read_text()
+    # A checkpoint that is not one (truncated, foreign): a clean per-job error, never executed.
+    (run / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    res = run_job(spec, str(run), "cpu", 1)
+    assert res["status"] == "failed" and "checkpoint" in res["error"] and "refused" in res["error"]
+    assert "refused" in read_attempts(run)[2]["checkpoint_error"]
     from privsplat.pipeline import LOCK_NAME, RUN_OUTPUTS
 
     assert {p.name for p in run.iterdir()} <= {*RUN_OUTPUTS, LOCK_NAME}  # the batch's own files live elsewhere
