@@ -6,8 +6,10 @@ every step leans toward protecting more:
 
 1. Per view, tesseract's sparse-text mode (--psm 11) on the view upsampled x2 and x3.
    Words read with confidence >= `min_conf` and >= 2 letters/digits are "text"; every
-   other word tesseract reports, however garbled or unsure (it misreads oblique plates,
-   and reads a wheel as "O"), is kept as "unsure" and protected all the same.
+   other word tesseract reports with a letter or digit, however garbled or unsure (it
+   misreads oblique plates), is kept as "unsure" and protected all the same. Dropped as
+   not text: no letter or digit, rings read as o/O/0 (wheels), words taller than a
+   quarter of the view.
 2. Across views (the cameras are known), each sure reading becomes a 3D rectangle that is
    projected into every view looking at its front (within 105° of its normal, so an error in
    the normal errs toward protecting) — also where tesseract saw nothing, e.g. a plate at
@@ -136,10 +138,12 @@ def find_words(image: np.ndarray, min_conf: float = MIN_CONF, scales=SCALES) -> 
         up = cv2.resize(grey, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
         d = tess.image_to_data(up, config="--psm 11 --oem 1", output_type=tess.Output.DICT)
         for text, conf, x, y, w, h in zip(d["text"], d["conf"], d["left"], d["top"], d["width"], d["height"]):
-            if not text.strip() or w <= 0 or h <= 0:
+            # Not text at all: no letter or digit, a ring (wheel, hubcap) read as o/O/0, or a
+            # "word" taller than a quarter of the view (tesseract's reading of a car's side).
+            if not _alnum(text) or _ring_like(text) or w <= 0 or h <= 0 or h / s > 0.25 * grey.shape[0]:
                 continue
             conf = float(conf)
-            sure = conf >= min_conf and len(_alnum(text)) >= 2 and not _ring_like(text)
+            sure = conf >= min_conf and len(_alnum(text)) >= 2
             words.append(TextBox((x / s, y / s, (x + w) / s, (y + h) / s), text.strip(), conf, sure))
     return words
 
