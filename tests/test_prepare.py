@@ -78,8 +78,8 @@ def test_refuses_when_too_few_register(tmp_path):
     (tmp_path / "photos").mkdir()
     for i in range(4):  # unrelated images: nothing can register
         img = cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 1.5)
-        cv2.imwrite(str(tmp_path / "photos" / f"n{i}.png"), img)
-    with pytest.raises(PrivsplatError, match=r"registered only 0 of 4 images.*n0.png, n1.png.*Try"):
+        cv2.imwrite(str(tmp_path / "photos" / f"n {i}.png"), img)  # spaces: COLMAP pair lists split on them
+    with pytest.raises(PrivsplatError, match=r"registered only 0 of 4 images.*n_0.png, n_1.png.*Try"):
         prepare(tmp_path / "out", images=tmp_path / "photos", threads=1, verbose=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(PrivsplatError, match="exactly one"):

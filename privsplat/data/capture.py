@@ -71,6 +71,22 @@ def list_images(folder: Path) -> list[str]:
     return names
 
 
+def without_spaces(image_dir: Path, names: list[str], work: Path) -> tuple[Path, list[str]]:
+    """COLMAP's pair lists split on whitespace: link images whose names hold spaces under safe names."""
+    if not any(any(c.isspace() for c in n) for n in names):
+        return image_dir, names
+    links = work / "images"
+    links.mkdir()
+    safe: list[str] = []
+    for n in names:
+        s = "_".join(n.split())
+        while s in safe or (s != n and s in names):
+            s = "_" + s
+        (links / s).symlink_to(image_dir / n)
+        safe.append(s)
+    return links, safe
+
+
 def image_sizes(folder: Path, names: list[str]) -> set[tuple[int, int]]:
     """The distinct (width, height) of the images (header only where Pillow is available)."""
     sizes = set()
@@ -391,8 +407,7 @@ def prepare(out: str | Path, images: str | Path | None = None, video: str | Path
             image_dir = work / "frames"
             names = extract_video_frames(Path(video), image_dir, frames, verbose)
         else:
-            image_dir = Path(images).resolve()
-            names = list_images(image_dir)
+            image_dir, names = without_spaces(Path(images).resolve(), list_images(Path(images)), work)
         t_frames = time.perf_counter() - t0
         if len(names) < 3:
             raise PrivsplatError(f"structure from motion needs at least 3 images, got {len(names)}")
