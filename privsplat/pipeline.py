@@ -98,7 +98,7 @@ def run_lock(run: RunFolder):
 
 def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resume: bool = False,
             overwrite: bool = False, progress: bool = True, preset: str = "custom", threads: int = 0,
-            mesh: bool = True, report: bool = True) -> dict:
+            mesh: bool = True, report: bool = True, max_size: int | None = None) -> dict:
     """Fit, export splats.ply, renders/, mesh.ply and metrics.json into `out`. Returns the metrics."""
     data, out = Path(data), Path(out)
     check_out_folder(data, out)
@@ -108,25 +108,30 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
     if threads > 0:
         torch.set_num_threads(threads)
     t_start = time.perf_counter()
-    dataset = load_dataset(data)  # verified before anything is written
+    if max_size is not None and max_size < 1:
+        raise PrivsplatError(f"--max-size must be a positive number of pixels, got {max_size}")
+    dataset = load_dataset(data, max_size=max_size)  # verified before anything is written
     with run_lock(run):
-        metrics = _fit_locked(run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start)
+        metrics = _fit_locked(run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start,
+                              max_size)
     if report:
         log.info("report: %s", write_report(run.path, device=str(dev)))
     return metrics
 
 
 def _fit_locked(run: RunFolder, data: Path, dataset: Dataset, cfg: FitConfig, dev: torch.device, resume: bool,
-                overwrite: bool, progress: bool, preset: str, mesh: bool, t_start: float) -> dict:
+                overwrite: bool, progress: bool, preset: str, mesh: bool, t_start: float,
+                max_size: int | None) -> dict:
     if resume:
         _prepare_run_folder(run, resume=True, overwrite=False)
         saved = run.read_config()
-        if saved.data.resolve() != data.resolve():
-            raise PrivsplatError(f"--resume: {run.path} was fitted on {saved.data}, not {data.resolve()}; "
-                                 "resume with the same --data or start a new run")
+        if saved.data.resolve() != data.resolve() or saved.max_size != max_size:
+            raise PrivsplatError(f"--resume: {run.path} was fitted on {saved.data} (max size {saved.max_size}), not "
+                                 f"{data.resolve()} (max size {max_size}); resume with the same --data and "
+                                 "--max-size or start a new run")
     else:
         _prepare_run_folder(run, resume=False, overwrite=overwrite)
-        run.write_config(data, preset, str(dev), cfg)
+        run.write_config(data, preset, str(dev), cfg, max_size)
     trainer = Trainer(dataset, cfg, run, dev, progress=progress)
     log.info("fit: %d neutral RGB views, %d protected views; init: %s; stages: %s; device %s",
              len(trainer.rgb_views), len(trainer.protected_views), trainer.init_how,

@@ -36,6 +36,7 @@ class RunConfig:
     preset: str
     device: str
     config: FitConfig
+    max_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,12 @@ class RunFolder:
                                  "checkpoints/latest.pt, as `privsplat fit --out RUN` writes them)")
         return run
 
-    def write_config(self, data: Path, preset: str, device: str, cfg: FitConfig) -> None:
+    def write_config(self, data: Path, preset: str, device: str, cfg: FitConfig, max_size: int | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.config_path) as tmp:
             tmp.write_text(yaml.safe_dump({"data": str(Path(data).resolve()), "preset": preset,
-                                           "device": str(device), "config": cfg.to_dict()}, sort_keys=False))
+                                           "device": str(device), "max_size": max_size,
+                                           "config": cfg.to_dict()}, sort_keys=False))
 
     def read_config(self) -> RunConfig:
         try:
@@ -103,16 +105,20 @@ class RunFolder:
                 or not isinstance(saved.get("config"), dict):
             raise PrivsplatError(f"{self.config_path} is not a privsplat run config (needs 'data' and "
                                  "'config' entries); was it written by `privsplat fit`?")
+        max_size = saved.get("max_size")
+        if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1):
+            raise PrivsplatError(f"{self.config_path}: max_size must be a positive integer or null")
         return RunConfig(Path(saved["data"]), str(saved.get("preset", "custom")), str(saved.get("device", "auto")),
-                         FitConfig.from_dict(saved["config"], where=str(self.config_path)))
+                         FitConfig.from_dict(saved["config"], where=str(self.config_path)), max_size)
 
     def load_dataset(self, quiet: bool = False) -> Dataset:
         """The dataset the run was fitted on (verified against its manifest, as at fit time)."""
-        data = self.read_config().data
+        saved = self.read_config()
+        data = saved.data
         if not data.is_dir():
             raise PrivsplatError(f"run {self.path} was fitted on {data}, which no longer exists; the run's "
                                  "cameras come from that folder, so restore it (or edit 'data' in config.yaml)")
-        return load_dataset(data, warn_unprotected=not quiet)
+        return load_dataset(data, warn_unprotected=not quiet, max_size=saved.max_size)
 
     # --- checkpoints ---
     def save_checkpoint(self, state: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import sys
 
 # name -> (module, class, one-line summary for `privsplat --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "prepare": ("prepare", "Prepare", "on your machine: photos or a video -> poses (SfM) -> an undistorted dataset"),
     "synth": ("synth", "Synth", "render a multi-view test dataset of a mesh, with ground truth"),
     "protect": ("protect", "Protect", "on your machine: keep neutral views as RGB, turn sensitive views into "
                                       "gradient magnitudes"),

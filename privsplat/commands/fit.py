@@ -46,6 +46,8 @@ class Fit:
     """CPU threads for torch (0 = automatic)."""
     mesh: bool = True
     """Extract mesh.ply after fitting (--no-mesh: later, with `privsplat mesh --run`)."""
+    max_size: int | None = None
+    """Long side of every view after undistortion (area downsample, intrinsics scaled); None = as stored."""
     report: bool = True
     """Write RUN/report.html at the end (--no-report: later, with `privsplat report RUN`)."""
     config: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=FitConfig)
@@ -64,7 +66,7 @@ class Fit:
         setup_logging()
         fit_run(self.data, self.out, self.config, device=self.device, resume=self.resume,
                 overwrite=self.overwrite, progress=self.progress, preset=self.preset, threads=self.threads,
-                mesh=self.mesh, report=self.report)
+                mesh=self.mesh, report=self.report, max_size=self.max_size)
 
 
 __all__ = ["Fit", "available_presets"]

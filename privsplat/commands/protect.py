@@ -29,12 +29,16 @@ class Protect:
     """long side of the protected images (area downsample); 0 = keep the input size"""
     neutral_angle_deg: float = 120.0
     """auto: a view without a detected face stays RGB only this far from the face direction"""
+    max_size: int | None = None
+    """long side of the views after undistortion (area downsample, intrinsics scaled); the neutral RGB
+    is written at this size, so the protected folder stays small"""
     overwrite: bool = False
 
     def run(self) -> None:
         t0 = time.perf_counter()
         decisions = protect(self.data, self.out, self.sensitive, self.region_masks, kernel=self.kernel,
                             blur_sigma=self.blur_sigma, resolution=self.resolution,
-                            neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite)
+                            neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite,
+                            max_size=self.max_size)
         n = sum(s for s, _ in decisions.values())
         print(f"protected {n} of {len(decisions)} views into {self.out} in {time.perf_counter() - t0:.1f} s")

@@ -16,19 +16,20 @@ from .normalise import normalise_w2c, scene_normalisation
 log = logging.getLogger("privsplat")
 
 
-def load_dataset(path: str | Path, warn_unprotected: bool = True) -> Dataset:
+def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int | None = None) -> Dataset:
     """Any supported format → Dataset with OpenCV w2c in the normalised world.
 
     A folder written by `privsplat protect` (it has privsplat_manifest.json) is verified
     first (every file's SHA-256, σ parameters, every frame's kind); a folder without a
-    manifest is an ordinary RGB reconstruction and loads with a warning.
+    manifest is an ordinary RGB reconstruction and loads with a warning. max_size: long side of
+    every view after undistortion (area downsample, intrinsics scaled); None = as stored.
     """
     from .protected import MANIFEST_NAME, verify_manifest
 
     root = Path(path)
     if not root.is_dir():
         raise PrivsplatError(f"dataset folder {root} does not exist or is not a folder")
-    parsed = parse(root)
+    parsed = parse(root, max_size=max_size)
     frames = parsed.frames
     if not frames:
         raise PrivsplatError(f"{root} has no frames")

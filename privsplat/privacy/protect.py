@@ -100,23 +100,21 @@ def _dilate(region: np.ndarray, px: int) -> np.ndarray:
 
 
 def _load_region(region_dir: Path | None, frame) -> np.ndarray | None:
-    from ..data.images import read_image, to_unit_float
+    from ..data.images import read_in_frame, to_unit_float
 
     if region_dir is None or not (region_dir / f"{frame.name}.png").is_file():
         return None
-    img = to_unit_float(read_image(region_dir / f"{frame.name}.png"))
+    # drawn on the stored photo: mapped through the frame's camera (undistorted, max_size) like the RGB
+    img = to_unit_float(read_in_frame(region_dir / f"{frame.name}.png", frame, "region mask"))
     if img.ndim == 3:
         img = img[:, :, 3] if img.shape[2] == 4 else img.max(axis=2)
-    if img.shape != (frame.height, frame.width):
-        raise PrivsplatError(f"region mask {region_dir / (frame.name + '.png')} is {img.shape[1]}x{img.shape[0]}, "
-                             f"frame {frame.name!r} is {frame.width}x{frame.height}")
     return img > 0.5
 
 
 def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_masks: str | Path | None = None,
             *, kernel: str = "sobel", blur_sigma: float = 0.0, resolution: int = 64,
             neutral_angle_deg: float = 120.0, overwrite: bool = False, dilate_px: int = REGION_DILATE_PX,
-            verbose: bool = True) -> dict[str, tuple[bool, str]]:
+            verbose: bool = True, max_size: int | None = None) -> dict[str, tuple[bool, str]]:
     """Protect `data` into `out` (see the module docstring); return name -> (sensitive, reason).
 
     kernel, blur_sigma, resolution: σ's parameters (SigmaParams). dilate_px: how far the
@@ -138,7 +136,7 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
     region_dir = Path(region_masks) if region_masks is not None else None
     if region_dir is not None and not region_dir.is_dir():
         raise PrivsplatError(f"--region-masks {region_dir} is not a folder of <frame name>.png masks")
-    ds = load_dataset(data, warn_unprotected=False)
+    ds = load_dataset(data, warn_unprotected=False, max_size=max_size)
     if ds.protection is not None or ds.frames_of("protected"):
         raise PrivsplatError(f"{data} is already protected; protect the original RGB dataset instead")
     decisions = choose_sensitive(ds, sensitive, neutral_angle_deg)
