@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from ..errors import PrivsplatError
+from ..eval.ocr import evaluate_text_privacy, format_ocr_table
 from ..eval.privacy import evaluate_privacy_folders, evaluate_privacy_run, format_markdown
 from ..io import atomic_path, write_json
 
@@ -64,6 +65,10 @@ class PrivacyEval:
     """write the full report here as JSON"""
     md: Optional[Path] = None
     """write the markdown table here"""
+    text: bool = False
+    """OCR attacker on licence plates instead of face recognition: --originals is the `synth --scene car`
+    folder (with plates.json); reads the plates from the originals, the protected images, the inversion
+    attack on them, the run's renders and (--baseline-run) a full-RGB fit's renders"""
 
     def run_report(self, progress) -> dict:
         if self.run_dir is None:
@@ -84,8 +89,14 @@ class PrivacyEval:
                                     progress=progress)
 
     def run(self) -> dict:
-        report = self.run_report(progress=lambda msg: print(msg, file=sys.stderr))
-        table = format_markdown(report)
+        progress = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+        if self.text:
+            report = evaluate_text_privacy(self.originals, self.protected, self.run_dir, self.baseline_run,
+                                           attack=self.attack, device=self.device, progress=progress)
+            table = format_ocr_table(report)
+        else:
+            report = self.run_report(progress=progress)
+            table = format_markdown(report)
         print(table, end="")
         if self.json is not None:
             write_json(self.json, report)

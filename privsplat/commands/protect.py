@@ -22,6 +22,10 @@ class Protect:
     """auto (face detector + poses), all, none, comma-separated frame names, or @FILE with one name per line"""
     region_masks: Path | None = None
     """folder of <frame name>.png masks: protect only those pixels of the sensitive views"""
+    sensitive_regions: str | None = None
+    """protect only regions of the views (text, licence plates): auto (tesseract finds text and places
+    it in 3D across views; errs toward protecting more), a folder of <frame>.png masks, or a JSON
+    {frame: [[x0,y0,x1,y1], ...]}; views without a region stay RGB. Replaces --sensitive"""
     kernel: Literal["sobel", "scharr", "central"] = "sobel"
     blur_sigma: float = 0.0
     """Gaussian pre-blur in input pixels before σ"""
@@ -39,6 +43,6 @@ class Protect:
         decisions = protect(self.data, self.out, self.sensitive, self.region_masks, kernel=self.kernel,
                             blur_sigma=self.blur_sigma, resolution=self.resolution,
                             neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite,
-                            max_size=self.max_size)
+                            max_size=self.max_size, sensitive_regions=self.sensitive_regions)
         n = sum(s for s, _ in decisions.values())
         print(f"protected {n} of {len(decisions)} views into {self.out} in {time.perf_counter() - t0:.1f} s")

@@ -1,33 +1,55 @@
-"""`privsplat synth`: render a test dataset with ground truth."""
+"""`privsplat synth`: render a test dataset with ground truth (a head, or a car with licence plates)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
+from ..data.scenes import synthesize_car
 from ..data.synth import synthesize
+from ..errors import PrivsplatError
+
+DEFAULTS = {"head": (36, 64, 30.0), "car": (48, 256, 35.0)}  # views, resolution, fov
 
 
 @dataclass
 class Synth:
-    """Render a small multi-view head dataset (images, masks, cameras, ground-truth mesh) on the CPU."""
+    """Render a small multi-view dataset (images, masks, cameras, ground-truth mesh) on the CPU: a head
+    (--scene head) or a car with a front and a rear licence plate (--scene car; plates.json holds
+    the plate strings and per-view plate boxes, plate_masks/ the per-view plate pixels)."""
 
     out: Path
     """output folder (must not exist or be empty)"""
+    scene: Literal["head", "car"] = "head"
     mesh: str = "ict"
-    """'ict' (parametric head, MIT), 'nefertiti' (public-domain bust) or a mesh file path (face +z, up +y)"""
-    views: int = 36
-    resolution: int = 64
+    """head: 'ict' (parametric head, MIT), 'nefertiti' (public-domain bust) or a mesh file path (face +z, up +y)"""
+    views: Optional[int] = None
+    """default: 36 (head), 48 (car)"""
+    resolution: Optional[int] = None
+    """default: 64 (head), 256 (car: plates must be readable)"""
     identity_seed: int = 0
-    """ICT identity: 0 = the generic neutral head, else weights ~ N(0, I) from this seed"""
+    """head: ICT identity: 0 = the generic neutral head, else weights ~ N(0, I) from this seed"""
     expression: tuple[str, ...] = ()
-    """ICT blendshapes as name:weight, e.g. jawOpen:0.5"""
-    fov_deg: float = 30.0
+    """head: ICT blendshapes as name:weight, e.g. jawOpen:0.5"""
+    seed: int = 0
+    """car: picks the plate strings and the body colour"""
+    fov_deg: Optional[float] = None
+    """default: 30 (head), 35 (car)"""
     overwrite: bool = False
 
     def run(self) -> None:
         t0 = time.perf_counter()
-        out = synthesize(self.mesh, self.out, self.views, self.resolution, self.identity_seed,
-                         self.expression, self.fov_deg, overwrite=self.overwrite)
-        print(f"wrote {self.views} views to {out} in {time.perf_counter() - t0:.1f} s")
+        views, resolution, fov = DEFAULTS[self.scene]
+        views = self.views if self.views is not None else views
+        resolution = self.resolution if self.resolution is not None else resolution
+        fov = self.fov_deg if self.fov_deg is not None else fov
+        if self.scene == "car":
+            if self.mesh != "ict" or self.expression or self.identity_seed:
+                raise PrivsplatError("--mesh, --expression and --identity-seed apply to --scene head only")
+            out = synthesize_car(self.out, views, resolution, self.seed, fov, overwrite=self.overwrite)
+        else:
+            out = synthesize(self.mesh, self.out, views, resolution, self.identity_seed, self.expression, fov,
+                             overwrite=self.overwrite)
+        print(f"wrote {views} views to {out} in {time.perf_counter() - t0:.1f} s")

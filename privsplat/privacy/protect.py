@@ -111,10 +111,39 @@ def _load_region(region_dir: Path | None, frame) -> np.ndarray | None:
     return img > 0.5
 
 
+def find_regions(ds, spec: str, verbose: bool) -> tuple[dict[str, np.ndarray], dict[str, tuple[bool, str]]]:
+    """Per-view sensitive regions (text, plates): `auto` (tesseract, placed in 3D across views), a
+    folder of <frame>.png masks, or a JSON {frame: [[x0, y0, x1, y1], ...]}. Views without a region
+    stay RGB. Returns (masks of the sensitive views, decisions as choose_sensitive gives them)."""
+    import sys
+
+    from . import text
+
+    path = Path(spec)
+    if spec == "auto":
+        found = text.detect_text_regions(ds, progress=(lambda m: print(m, file=sys.stderr)) if verbose else None)
+    elif spec.endswith(".json"):
+        if not path.is_file():
+            raise PrivsplatError(f"--sensitive-regions {spec}: no such file")
+        found = text.regions_from_json(ds, path)
+    elif path.is_dir():
+        found = {}
+        for f in ds.frames:
+            mask = _load_region(path, f)
+            if mask is not None and mask.any():
+                found[f.name] = text.ViewRegion(mask, f"region mask {path / (f.name + '.png')}", [])
+    else:
+        raise PrivsplatError(f"--sensitive-regions takes auto, a folder of <frame>.png masks or a .json of "
+                             f"boxes; got {spec!r}")
+    decisions = {f.name: (False, "no sensitive region found or given") for f in ds.frames}
+    decisions.update(text.decisions(found))
+    return {n: r.mask for n, r in found.items() if r.mask.any()}, decisions
+
+
 def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_masks: str | Path | None = None,
             *, kernel: str = "sobel", blur_sigma: float = 0.0, resolution: int = 64,
             neutral_angle_deg: float = 120.0, overwrite: bool = False, dilate_px: int = REGION_DILATE_PX,
-            verbose: bool = True, max_size: int | None = None) -> dict[str, tuple[bool, str]]:
+            verbose: bool = True, max_size: int | None = None, sensitive_regions: str | None = None) -> dict[str, tuple[bool, str]]:
     """Protect `data` into `out` (see the module docstring); return name -> (sensitive, reason).
 
     kernel, blur_sigma, resolution: σ's parameters (SigmaParams). dilate_px: how far the
@@ -139,7 +168,13 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
     ds = load_dataset(data, warn_unprotected=False, max_size=max_size)
     if ds.protection is not None or ds.frames_of("protected"):
         raise PrivsplatError(f"{data} is already protected; protect the original RGB dataset instead")
-    decisions = choose_sensitive(ds, sensitive, neutral_angle_deg)
+    regions: dict[str, np.ndarray] | None = None
+    if sensitive_regions is not None:
+        if region_dir is not None:
+            raise PrivsplatError("--sensitive-regions replaces --region-masks; pass one of them")
+        regions, decisions = find_regions(ds, sensitive_regions, verbose)
+    else:
+        decisions = choose_sensitive(ds, sensitive, neutral_angle_deg)
     if verbose:
         width = max(len(n) for n in decisions)
         for name, (sens, why) in decisions.items():
@@ -154,7 +189,10 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
             if mask is not None:
                 paths["mask_path"] = tmp / "masks" / f"{frame.name}.png"
                 write_png(paths["mask_path"], np.round(mask * 255).astype(np.uint8))
-            region = _load_region(region_dir, frame) if sens else None
+            if regions is not None:
+                region = regions.get(frame.name) if sens else None
+            else:
+                region = _load_region(region_dir, frame) if sens else None
             if region is not None and not region.any():
                 # An empty region (e.g. a detector that found nothing) must not leave the view's RGB:
                 # err toward protection and protect the whole view.

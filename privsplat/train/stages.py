@@ -40,6 +40,7 @@ class StageSpec:
 
 
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
+    """n_rgb: views carrying RGB (neutral, or region-protected with RGB outside the region)."""
     total = cfg.stage1_iters + cfg.stage2_iters
     if n_protected == 0:  # the full-RGB baseline: same budget, all views RGB
         return [StageSpec("rgb", total, "rgb", True, True, False, True, 1.0, False, False, cfg.densify, False)]
@@ -51,6 +52,8 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
                        freeze_colour=cfg.colour_reg == "freeze", densify=False, colour_reg=True)
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]
-    stage1 = StageSpec("stage1", cfg.stage1_iters, "rgb", True, True, False, True, 1.0, False, False,
+    # Stage 1 uses every view that carries RGB: neutral views, and region-protected views outside their
+    # region (the photometric loss is masked to the valid pixels there).
+    stage1 = StageSpec("stage1", cfg.stage1_iters, "rgb", True, False, False, True, 1.0, False, False,
                        cfg.densify, False)
     return [stage1, stage2]

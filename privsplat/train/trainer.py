@@ -137,10 +137,12 @@ class Trainer:
         self.views = load_views(dataset, cfg, device)
         self.rgb_views = [v for v in self.views if v.kind == "rgb"]
         self.protected_views = [v for v in self.views if v.kind == "protected"]
+        # Views whose RGB may be used: neutral views and region-protected views (RGB outside the region).
+        self.rgb_carrying = [v for v in self.views if v.rgb is not None]
         self.use_template = (cfg.template == "always" or
                              (cfg.template == "auto" and self.protected_views
-                              and len(self.rgb_views) < cfg.min_neutral_views))
-        self.stages = plan_stages(cfg, len(self.rgb_views), len(self.protected_views), bool(self.use_template))
+                              and len(self.rgb_carrying) < cfg.min_neutral_views))
+        self.stages = plan_stages(cfg, len(self.rgb_carrying), len(self.protected_views), bool(self.use_template))
         self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
@@ -161,7 +163,7 @@ class Trainer:
         return self.spec.name
 
     def _pool(self) -> list[View]:
-        return {"rgb": self.rgb_views, "protected": self.protected_views, "all": self.views}[self.spec.views]
+        return {"rgb": self.rgb_carrying, "protected": self.protected_views, "all": self.views}[self.spec.views]
 
     # --- optimisation state ---
     def _setup_stage(self) -> None:
