@@ -1,24 +1,28 @@
 """Compiled CPU rasterizer for 2D Gaussian surfels (numba), forward and backward.
 
-Same math and outputs as the pure-torch reference (render/torch_backend.py, itself gsplat
-1.5.3's 2DGS): the projection and every per-surfel quantity stay in torch (autograd does
-their backward), and only the per-pixel work, which is where the time goes, is compiled:
+Same math, outputs and meta as the pure-torch reference (render/torch_backend.py, itself
+gsplat 1.5.3's 2DGS), tested against it in tests/test_render_numba.py. Four autograd
+Functions with hand-written backward passes; torch autograd only joins them (and evaluates
+the colours, e.g. SH, per visible surfel):
 
-1. per surfel a pixel box (the dual-conic box of the alpha >= 1/255 support, as the torch
-   backend) and, per pixel row, the exact x-span of that support: the ray-transform
-   ellipse u^2 + v^2 <= rho^2 is a quadratic in x on a row (interval between its roots),
-   the screen-space low-pass disc a chord; their hull is the span. Only span pixels are
-   ever evaluated, and surfels are binned only into the 8x8 tiles their spans touch.
-2. tiles are composited in parallel (numba prange), each by one thread: surfels front to
-   back in gsplat's order (camera, centre depth), per pixel until the transmittance would
-   drop to 1e-4 (exclusive), keeping the final T, the last contributing surfel, the median
-   surfel and the distortion sums.
-3. backward walks each tile back to front, recovering T by division (gsplat's scheme, in
-   float64 here), and writes one gradient row per (tile, surfel) entry; a serial sum over
-   the entries gives the per-surfel gradient. Nothing is shared between threads, so the
-   results do not depend on the thread count or scheduling.
+1. _Project: gsplat's projection (rows of the ray transform T, means2d, radii, facing
+   normals) for every (camera, surfel), and its chain rule back to means, quats, scales.
+2. _Composite: per visible surfel a pixel box (the dual-conic box of the alpha >= 1/255
+   support, as the torch backend) and, per pixel row, the exact x-span of that support:
+   the ray-transform ellipse u^2 + v^2 <= rho^2 is a quadratic in x on a row (interval
+   between its roots), the screen-space low-pass disc a chord; their hull is the span. Only
+   span pixels are evaluated, and a surfel joins only the TILE x TILE tiles its spans touch.
+   Tiles are composited independently (numba prange when torch has more than one thread,
+   a serial loop otherwise), surfels front to back in gsplat's order (camera, centre
+   depth), per pixel until the transmittance would drop to 1e-4 (exclusive). The backward
+   pass walks each tile back to front, recovering T by division (gsplat's scheme, float64
+   here), writes one gradient row per (tile, surfel) entry, and a serial sum over entries
+   gives the per-surfel gradient, so results are bit-identical for any thread count.
+3. _DepthNormals: normals from the expected depth (common.depth_to_normals).
 
-Everything per pixel is float64; the images come back in the inputs' dtype.
+All per-pixel arithmetic is float64; images and gradients come back in the inputs' dtype.
+The kernels compile on first use (about 10 s of CPU, twice that with threads > 1) and are
+cached by numba (cache=True) next to this file or in the user's cache directory.
 """
 
 from __future__ import annotations
@@ -32,10 +36,18 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .torch_backend import (ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, RADIUS_SIGMAS, T_MIN,
-                            _visible_colors, check_render_inputs)
+from .torch_backend import (
+    ALPHA_MAX,
+    ALPHA_MIN,
+    EXPECTED_DEPTH_EPS,
+    LOWPASS,
+    RADIUS_SIGMAS,
+    T_MIN,
+    _visible_colors,
+    check_render_inputs,
+)
 
-TILE = 16           # pixels per tile side: small tiles waste few span tests on a CPU
+TILE = 16           # pixels per tile side (spans are exact, so the size only sets per-entry overhead)
 SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a pixel
 # Columns of the per-visible-surfel table handed to the kernels.
 COL_A, COL_B, COL_C = 0, 3, 6     # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
@@ -959,7 +971,6 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     vc, vn = vc[order].astype(np.int64), vn[order].astype(np.int64)
     vc_t, vn_t = torch.from_numpy(vc), torch.from_numpy(vn)
     col = _visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
-    D = col.shape[1]
 
     raster = _Raster(vc, vn, C, H, W, depth_convention == "center")
     if absgrad and means2d.requires_grad:
