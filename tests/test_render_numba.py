@@ -137,6 +137,30 @@ def test_float64_matches_torch_to_rounding(convention):
         torch.testing.assert_close(a.meta[key].grad, g, atol=1e-7 * float(g.abs().max()), rtol=1e-6)
 
 
+def test_huge_surfels_next_to_the_camera_match_torch():
+    """Supports whose image is unbounded or far larger than the view (rows where the span
+    quadratic opens downwards): the whole-image fallback must lose no pixel."""
+    (means, quats, scales, opac, colors), cams = scene(n=300, size=40, seed=11)
+    c2w = torch.linalg.inv(cams.viewmats[0])
+    eye, ahead = c2w[:3, 3], c2w[:3, 2]
+    means = torch.cat([means, torch.stack([eye + 0.15 * ahead + torch.tensor([0.02, 0.0, 0.0]), eye + 0.3 * ahead])])
+    quats = torch.cat([quats, torch.tensor([[0.9, 0.4, 0.1, 0.0], [0.7, 0.0, 0.7, 0.1]])])
+    scales = torch.cat([scales, torch.tensor([[0.3, 0.2, 1e-3], [0.5, 0.05, 1e-3]])])
+    params = [p.double() for p in (means, quats, scales, torch.cat([opac, torch.tensor([0.3, 0.2])]),
+                                   torch.cat([colors, torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1]])]))]
+    cams = cams.to("cpu", torch.float64)
+    outs = render_pair(params, cams)
+    a, b = outs["numba"][0], outs["torch"][0]
+    assert int((a.meta["radii"][:, -2:] > 100).sum()) >= 2  # they really are huge on screen
+    assert a.meta["n_pairs"] == b.meta["n_pairs"]
+    for name in IMAGES:
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-9, rtol=1e-7)
+    for out, _ in outs.values():
+        training_loss(out, torch.zeros(2, 40, 40, 3, dtype=torch.float64)).backward()
+    for x, y in zip(outs["numba"][1], outs["torch"][1]):
+        torch.testing.assert_close(x.grad, y.grad, atol=1e-9 * float(y.grad.abs().max()), rtol=1e-6)
+
+
 def test_sh_colours_backgrounds_and_per_camera_colours():
     params, cams = scene(n=600, size=32, seed=2)
     means, quats, scales, opac, _ = params
