@@ -375,8 +375,7 @@ def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], addre
                 job = pending.pop(ref)
                 r = _collect(ray, ref, job, out / job.name, time.time() - begun[job.name], retries)
                 results[job.name] = _record(r, job)
-                if r.status == "done":
-                    durations.append(r.seconds or 0.0)
+                durations.append(r.seconds or 0.0)  # a job that failed late took its time too
                 log.info("batch: %s %s%s", job.name, r.status, f": {r.error}" if r.error else "")
             p = _progress(jobs, pending, results, out, durations, slots, t0)
             counts = (p.done, p.running, p.queued, p.failed)
