@@ -790,21 +790,21 @@ class _Project(torch.autograd.Function):
         depth, nrm, facing = np.empty((C, N)), np.empty((C, N, 3)), np.empty((C, N))
         radii = np.empty((C, N, 2), np.int32)
         _project(*args, W, H, near, far, rows, m2d, depth, radii, nrm, facing)
-        ctx.state = (args, m2d, radii, facing)
+        ctx.state = (args, m2d, radii, facing, means.dtype)
         dt = means.dtype
-        out = (torch.from_numpy(rows).to(dt), torch.from_numpy(m2d).to(dt), torch.from_numpy(nrm).to(dt),
+        # rows and normals only feed _Composite: they stay float64 (no round trip through float32)
+        out = (torch.from_numpy(rows), torch.from_numpy(m2d).to(dt), torch.from_numpy(nrm),
                torch.from_numpy(depth).to(dt), torch.from_numpy(radii))
         ctx.mark_non_differentiable(out[3], out[4])
         return out
 
     @staticmethod
     def backward(ctx, g_rows, g_m2d, g_nrm, _g_depth, _g_radii):
-        args, m2d, radii, facing = ctx.state
+        args, m2d, radii, facing, dt = ctx.state
         N = args[0].shape[0]
         g_means, g_quats, g_scales = np.zeros((N, 3)), np.zeros((N, 4)), np.zeros((N, 2))
         _project_backward(*args, m2d, radii, facing, _np(g_rows), _np(g_m2d), _np(g_nrm),
                           g_means, g_quats, g_scales)
-        dt = g_rows.dtype
         return (torch.from_numpy(g_means).to(dt), torch.from_numpy(g_quats).to(dt),
                 torch.from_numpy(g_scales).to(dt)) + (None,) * 6
 
@@ -879,7 +879,7 @@ class _Composite(torch.autograd.Function):
                       tab, trows)
         raster.prepare(tab, trows)
         n_pix = raster.n_cams * raster.H * raster.W
-        img = np.empty((n_pix, D + 7), np.float32 if rows.dtype == torch.float32 else np.float64)
+        img = np.empty((n_pix, D + 7), np.float32 if col.dtype == torch.float32 else np.float64)
         raster.t_final, raster.d_final = np.empty(n_pix), np.empty(n_pix)
         raster.last, raster.med = np.empty(n_pix, np.int64), np.empty(n_pix, np.int64)
         tile_stats = np.zeros((raster.n_tiles, 2), np.int64)
@@ -888,6 +888,7 @@ class _Composite(torch.autograd.Function):
             tile_stats)
         raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
         ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
+        ctx.dtypes = tuple(t.dtype for t in (rows, m2d, nrm, opac, col, shift))
         # separate outputs: slicing one image tensor would cost a full-size zero gradient
         # per slice in the backward pass
         return tuple(torch.from_numpy(np.ascontiguousarray(img[:, a:b])) for a, b in _parts(D))
@@ -912,8 +913,8 @@ class _Composite(torch.autograd.Function):
         if raster.absgrad_to is not None:
             means2d, fv = raster.absgrad_to
             means2d.absgrad.view(-1, 2).index_add_(0, fv, torch.from_numpy(absg).to(means2d.dtype))
-        dt = torch.float32 if dtype == np.float32 else torch.float64
-        return tuple(torch.from_numpy(g).to(dt) for g in (g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)) + (None,)
+        grads = (g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
+        return tuple(torch.from_numpy(g).to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None,)
 
 
 def _parts(D: int) -> list[tuple[int, int]]:
@@ -967,7 +968,8 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     radii_np, depth_np = radii.numpy(), depths.detach().float().numpy()
     visible = (radii_np > 0).all(-1) & (opacities.detach().numpy() >= ALPHA_MIN)[None]
     vc, vn = np.nonzero(visible)
-    order = np.lexsort((depth_np[vc, vn], vc))
+    # positive float32 depths sort like their bit patterns: one stable sort of an int64 key
+    order = np.argsort((vc.astype(np.int64) << 32) | depth_np[vc, vn].view(np.int32).astype(np.int64), kind="stable")
     vc, vn = vc[order].astype(np.int64), vn[order].astype(np.int64)
     vc_t, vn_t = torch.from_numpy(vc), torch.from_numpy(vn)
     col = _visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
