@@ -18,8 +18,15 @@ import pytest
 
 from privsplat.data import load_dataset, load_rgb
 from privsplat.data.images import write_png
-from privsplat.data.protected import (CRITICAL_PNG_CHUNKS, EDGE_LIKENESS_MIN, MANIFEST_NAME, MAX_MAGNITUDE,
-                                      edge_likeness, manifest_digest, png_chunks)
+from privsplat.data.protected import (
+    CRITICAL_PNG_CHUNKS,
+    EDGE_LIKENESS_MIN,
+    MANIFEST_NAME,
+    MAX_MAGNITUDE,
+    edge_likeness,
+    manifest_digest,
+    png_chunks,
+)
 from privsplat.errors import PrivsplatError
 from privsplat.io import sha256_file
 from privsplat.privacy.protect import protect

@@ -11,6 +11,7 @@ for the gap between a cropped GT and a predicted point just outside it.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Literal, Sequence, Union
 
@@ -33,9 +34,20 @@ def load_mesh(src: MeshLike, what: str = "mesh") -> tuple[np.ndarray, np.ndarray
             raise PrivsplatError(f"{what} file {path} does not exist; pass the path of a PLY or OBJ mesh")
         import open3d as o3d
 
+        from ..io import check_ply_header
+
+        counts = None
+        if path.suffix.lower() == ".ply":
+            counts = check_ply_header(path, what)  # before open3d allocates for what the header claims
         mesh = o3d.io.read_triangle_mesh(str(path))
         V, F = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
         source = str(path)
+        # open3d only warns when a file ends early and returns what it read: compare with the header
+        # (polygons may become several triangles, never fewer).
+        if counts is not None and (len(V) != counts.get("vertex", 0) or len(F) < counts.get("face", 0)):
+            raise PrivsplatError(f"{what} {path} is truncated or corrupt: its header promises "
+                                 f"{counts.get('vertex', 0)} vertices and {counts.get('face', 0)} faces, "
+                                 f"but only {len(V)} and {len(F)} could be read; re-export it")
     else:
         V, F = (np.asarray(a) for a in src)
         V, F = V.astype(np.float64).reshape(-1, 3), F.astype(np.int64).reshape(-1, 3)
@@ -235,7 +247,7 @@ def _load_face_mask(mask, n_vertices: int) -> np.ndarray | None:
             raise PrivsplatError(f"GT face mask {path} does not exist; pass a .npy of one bool per GT vertex")
         try:
             mask = np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # what numpy raises for a bad file
             mask = None
         if not isinstance(mask, np.ndarray):
             raise PrivsplatError(f"GT face mask {path} is not a .npy array; pass a .npy of one bool per GT "
@@ -244,6 +256,22 @@ def _load_face_mask(mask, n_vertices: int) -> np.ndarray | None:
     if len(mask) != n_vertices:
         raise PrivsplatError(f"GT face mask has {len(mask)} entries but the GT mesh has {n_vertices} "
                              "vertices; the mask must be the per-vertex mask of this exact GT mesh")
+    return _as_bool_mask(mask)
+
+
+def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as is; 0/1 numbers as bool; anything else (weights, NaN) refused.
+
+    Casting a float mask to bool makes every nonzero weight True (0.01 -> True), so a mask of
+    probabilities would silently score the whole head as "face".
+    """
+    if mask.dtype == bool:
+        return mask
+    if mask.dtype.kind not in "iuf":
+        raise PrivsplatError(f"GT face mask has type {mask.dtype}; pass a .npy of one bool per GT vertex")
+    if not np.isin(mask, (0, 1)).all():
+        raise PrivsplatError("GT face mask holds values other than 0 and 1 (weights or probabilities?); "
+                             "threshold it yourself and save a bool array, e.g. np.save(path, mask > 0.5)")
     return mask.astype(bool)
 
 

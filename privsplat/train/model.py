@@ -13,6 +13,7 @@ flat, and DefaultStrategy's split samples in 3D); opacities [N] logit; and colou
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import Cameras
+from ..errors import PrivsplatError
 from ..render import RenderOutput, rasterize
-from ..render.sh import C0 as SH_C0
 from ..render.common import quat_axes
+from ..render.sh import C0 as SH_C0
 from .config import FitConfig
 
 FLAT_LOG_SCALE = math.log(1e-6)  # the third scale of a surfel: flat
@@ -227,12 +229,36 @@ def write_splats_ply(model: SurfelModel, path: str | Path, transform=None) -> No
 
 
 def read_splats_ply(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a 3DGS-layout PLY into arrays: means, quats, log_scales, opacity_logits, sh (dc+rest)."""
-    from plyfile import PlyData
+    """Read a 3DGS-layout PLY into arrays: means, quats, log_scales, opacity_logits, sh (dc+rest).
 
-    v = PlyData.read(str(path))["vertex"].data
-    names = v.dtype.names
+    Anything else (a truncated file, a forged header, a mesh without the 3DGS fields) is a
+    PrivsplatError saying what is missing.
+    """
+    from plyfile import PlyData, PlyParseError
+
+    from ..io import check_ply_header
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrivsplatError(f"splat file {path} does not exist; pass the splats.ply a fit wrote")
+    counts = check_ply_header(path, "splat file")  # before plyfile allocates for the claimed count
+    if "vertex" not in counts:
+        raise PrivsplatError(f"splat file {path} has no 'vertex' element; it is not a 3DGS splat PLY")
+    try:
+        v = PlyData.read(str(path))["vertex"].data
+    except (PlyParseError, ValueError, KeyError, IndexError, EOFError, struct.error, UnicodeDecodeError) as e:
+        raise PrivsplatError(f"splat file {path} cannot be read ({type(e).__name__}: {e}); re-export it") from None
+    names = v.dtype.names or ()
+    required = ["x", "y", "z", "opacity"] + [f"rot_{i}" for i in range(4)] + [f"scale_{i}" for i in range(3)] \
+        + [f"f_dc_{i}" for i in range(3)]
+    missing = [k for k in required if k not in names]
+    if missing:
+        raise PrivsplatError(f"splat file {path} lacks the 3DGS field(s) {missing}; it is not a splat PLY "
+                             "(a mesh PLY is read by eval, not here)")
     n_rest = sum(1 for k in names if k.startswith("f_rest_"))
+    if n_rest % 3 or any(f"f_rest_{i}" not in names for i in range(n_rest)):
+        raise PrivsplatError(f"splat file {path} has {n_rest} f_rest_* fields; 3DGS stores 3 per SH "
+                             "coefficient, numbered from 0")
     rest = np.stack([v[f"f_rest_{i}"] for i in range(n_rest)], axis=1) if n_rest else np.zeros((len(v), 0))
     rest = rest.reshape(len(v), 3, -1).transpose(0, 2, 1)
     return {
