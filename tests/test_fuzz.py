@@ -393,6 +393,8 @@ def _tiny_dataset(d: Path) -> Path:
 
 region_images = st.one_of(
     st.none(), st.binary(max_size=64),
+    st.tuples(st.just(12), st.just(16), st.sampled_from([0, 1, 3, 4]),  # the views' size: used
+              st.sampled_from([np.uint8, np.uint16]), st.integers(0, 2 ** 31)),
     st.tuples(st.integers(1, 20), st.integers(1, 20), st.sampled_from([0, 1, 3, 4]),
               st.sampled_from([np.uint8, np.uint16]), st.integers(0, 2 ** 31)))
 
@@ -406,7 +408,8 @@ def test_fuzz_protect(tmp_path, capsys):
 
     @FUZZ
     @given(kernel=st.sampled_from(["sobel", "scharr", "central", "sobel", "laplace", ""]),
-           blur=st.one_of(st.floats(0, 4), st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 100)),
+           blur=st.one_of(st.floats(0, 4), st.floats(0, 4), st.floats(allow_nan=True, allow_infinity=True),
+                          st.integers(-3, 100)),
            resolution=st.one_of(st.integers(0, 20), st.integers(-5, 40), st.booleans()),
            sensitive=st.one_of(st.sampled_from(["all", "all", "none", "v0", "v1,v0", "v9", ",", "@missing"]),
                                st.text(max_size=8)),
