@@ -26,6 +26,7 @@ from .mesh.tsdf import extract_mesh, write_mesh_ply
 from .privacy.sigma import gradient_magnitude
 from .report import write_report
 from .run import RunFolder
+from .threads import configure_cpu_threads
 from .train.config import FitConfig
 from .train.model import SurfelModel, write_splats_ply
 from .train.trainer import Trainer, resolve_device
@@ -105,8 +106,7 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
     cfg.validate()
     run = RunFolder(out)
     dev = resolve_device(device)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    configure_cpu_threads(threads)
     t_start = time.perf_counter()
     if max_size is not None and max_size < 1:
         raise PrivsplatError(f"--max-size must be a positive number of pixels, got {max_size}")

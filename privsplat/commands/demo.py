@@ -39,7 +39,7 @@ class Demo:
     overwrite: bool = False
     progress: bool = True
     threads: int = 0
-    """CPU threads for torch (0 = torch's default). On a busy machine 1 avoids thread stalls."""
+    """CPU threads (0 = one per core; waiting threads sleep, so a busy machine does not stall the fit)."""
 
     def run(self) -> None:
         setup_logging()

@@ -43,7 +43,7 @@ class Fit:
     """Replace the outputs of an earlier fit in --out (nothing else there is touched)."""
     progress: bool = True
     threads: int = 0
-    """CPU threads for torch (0 = automatic)."""
+    """CPU threads (0 = one per core; waiting threads sleep, so a busy machine does not stall the fit)."""
     mesh: bool = True
     """Extract mesh.ply after fitting (--no-mesh: later, with `privsplat mesh --run`)."""
     max_size: int | None = None

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import PrivsplatError
 from ..io import atomic_path
+from ..threads import configure_cpu_threads
 from ..render.bench import DEFAULT_CASES, parse_case, plan_backends, bench_case
 
 
@@ -19,8 +20,8 @@ from ..render.bench import DEFAULT_CASES, parse_case, plan_backends, bench_case
 class RenderBench:
     """Time the surfel rasterizer (forward, forward+backward) on head-like scenes."""
 
-    backends: Literal["auto", "torch", "gsplat", "all"] = "auto"
-    """auto: gsplat with CUDA, else torch; all: torch on CPU (+ torch and gsplat on CUDA)."""
+    backends: Literal["auto", "torch", "numba", "gsplat", "all"] = "auto"
+    """auto: gsplat with CUDA, else numba; all: torch and numba on CPU (+ torch and gsplat on CUDA)."""
     repeats: int = 10
     """timed repetitions per case (median reported); at least 10."""
     cases: tuple[str, ...] = DEFAULT_CASES
@@ -29,11 +30,10 @@ class RenderBench:
     """also write the JSON here."""
     seed: int = 0
     threads: int = 0
-    """CPU threads for torch (0: torch's default). On a busy machine 1 avoids thread stalls."""
+    """CPU threads (0 = one per core; waiting threads sleep, so a busy machine does not stall the fit)."""
 
     def run(self) -> dict:
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
+        configure_cpu_threads(self.threads)
 
         if self.repeats < 10:
             raise PrivsplatError(f"--repeats must be at least 10 for a stable median, got {self.repeats}")

@@ -1,12 +1,15 @@
-"""One rasterize interface for 2D Gaussian surfels, two backends.
+"""One rasterize interface for 2D Gaussian surfels, three backends.
 
-- "torch": pure PyTorch (CPU or CUDA), differentiable by autograd (render/torch_backend.py).
+- "torch": pure PyTorch (CPU or CUDA), differentiable by autograd: the reference (render/torch_backend.py).
+- "numba": compiled CPU kernels with hand-written backward passes, held to the torch reference by
+  tests (render/numba_backend.py).
 - "gsplat": gsplat.rasterization_2dgs on CUDA (render/gsplat_backend.py).
-- "auto": gsplat when CUDA is available and the inputs are on CUDA, else torch.
+- "auto": gsplat when the inputs are on CUDA, numba on the CPU (torch where numba is missing).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,7 +17,7 @@ import torch
 
 from ..cameras import Cameras
 
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "torch", "gsplat", "numba"]
 DepthConvention = Literal["intersection", "center"]
 
 
@@ -50,12 +53,16 @@ class RenderOutput:
 
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:
-    if backend == "auto":
-        return "gsplat" if device.type == "cuda" and torch.cuda.is_available() else "torch"
-    if backend == "gsplat" and device.type != "cuda":
-        from ..errors import PrivsplatError
+    from ..errors import PrivsplatError
 
-        raise PrivsplatError("the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
+    if backend == "auto":
+        if device.type == "cuda" and torch.cuda.is_available():
+            return "gsplat"
+        return "numba" if device.type == "cpu" and importlib.util.find_spec("numba") else "torch"
+    if backend == "gsplat" and device.type != "cuda":
+        raise PrivsplatError("the gsplat backend needs CUDA tensors; use backend='numba' or 'torch' on CPU")
+    if backend == "numba" and device.type != "cpu":
+        raise PrivsplatError("the numba backend runs on the CPU; use backend='gsplat' or 'torch' on CUDA")
     return backend
 
 
@@ -84,6 +91,8 @@ def rasterize(
     which = resolve_backend(backend, means.device)
     if which == "gsplat":
         from .gsplat_backend import rasterize_gsplat as impl
+    elif which == "numba":
+        from .numba_backend import rasterize_numba as impl
     else:
         from .torch_backend import rasterize_torch as impl
     return impl(means, quats, scales, opacities, colors, cameras, sh_degree=sh_degree,

@@ -167,7 +167,9 @@ def plan_backends(backends: str) -> list[tuple[str, str]]:
 
     cuda = torch.cuda.is_available()
     if backends == "auto":
-        return [("gsplat", "cuda")] if cuda else [("torch", "cpu")]
+        return [("gsplat", "cuda")] if cuda else [("numba", "cpu")]
+    if backends == "numba":
+        return [("numba", "cpu")]
     if backends == "torch":
         return [("torch", "cuda" if cuda else "cpu")]
     if backends == "gsplat":
@@ -176,7 +178,7 @@ def plan_backends(backends: str) -> list[tuple[str, str]]:
 
             raise PrivsplatError("backend gsplat needs CUDA; run with --backends torch on this machine")
         return [("gsplat", "cuda")]
-    return [("torch", "cpu")] + ([("torch", "cuda"), ("gsplat", "cuda")] if cuda else [])
+    return [("torch", "cpu"), ("numba", "cpu")] + ([("torch", "cuda"), ("gsplat", "cuda")] if cuda else [])
 
 
 def parse_case(text: str) -> tuple[int, int]:

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 
 from ..cameras import Cameras
 from ..errors import PrivsplatError
-from .sh import MAX_SH_DEGREE
+from .sh import MAX_SH_DEGREE, eval_sh
+
+# gsplat 1.5.3's 2DGS constants, shared by every CPU backend.
+ALPHA_MIN = 1.0 / 255.0      # gsplat ALPHA_THRESHOLD
+ALPHA_MAX = 0.999            # gsplat clamps alpha here
+T_MIN = 1e-4                 # a pixel is done once T would drop to this (exclusive)
+LOWPASS = 2.0                # gsplat FILTER_INV_SQUARE_2DGS: 2D kernel exp(-|d|^2)
+RADIUS_SIGMAS = 3.33         # gsplat: radius = ceil(3.33 * extent)
+EXPECTED_DEPTH_EPS = 1e-10   # gsplat clamps alpha before dividing accumulated depth
 
 
 def quat_axes(quats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -90,3 +98,11 @@ def depth_to_normals(depth: torch.Tensor, alpha: torch.Tensor, cameras: Cameras)
     ok = (full[:, 1:-1, 1:-1] & full[:, 2:, 1:-1] & full[:, :-2, 1:-1] & full[:, 1:-1, 2:] & full[:, 1:-1, :-2])
     normals[:, 1:-1, 1:-1] = inner * ok[..., None].to(dt)
     return normals
+
+
+def visible_colors(colors, sh_degree, means, centers, vc, vn):
+    if sh_degree is None:
+        return colors[vn] if colors.dim() == 2 else colors[vc, vn]
+    coeffs = colors[vn] if colors.dim() == 3 else colors[vc, vn]
+    rgb = eval_sh(sh_degree, coeffs, means[vn] - centers[vc])
+    return torch.clamp_min(rgb + 0.5, 0.0)  # as gsplat (and the Inria code) does

@@ -36,14 +36,14 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .torch_backend import (
+from .common import (
     ALPHA_MAX,
     ALPHA_MIN,
     EXPECTED_DEPTH_EPS,
     LOWPASS,
     RADIUS_SIGMAS,
     T_MIN,
-    _visible_colors,
+    visible_colors,
     check_render_inputs,
 )
 
@@ -972,7 +972,7 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     order = np.argsort((vc.astype(np.int64) << 32) | depth_np[vc, vn].view(np.int32).astype(np.int64), kind="stable")
     vc, vn = vc[order].astype(np.int64), vn[order].astype(np.int64)
     vc_t, vn_t = torch.from_numpy(vc), torch.from_numpy(vn)
-    col = _visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
+    col = visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
 
     raster = _Raster(vc, vn, C, H, W, depth_convention == "center")
     if absgrad and means2d.requires_grad:

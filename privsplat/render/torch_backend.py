@@ -32,15 +32,10 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .common import check_render_inputs, depth_to_normals, quat_axes, quat_to_rotmat  # noqa: F401
-from .sh import eval_sh
+from .common import (  # noqa: F401 (constants re-exported for the tests)
+    ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, RADIUS_SIGMAS, T_MIN, visible_colors, check_render_inputs,
+    depth_to_normals, quat_axes, quat_to_rotmat)
 
-ALPHA_MIN = 1.0 / 255.0      # gsplat ALPHA_THRESHOLD
-ALPHA_MAX = 0.999            # gsplat clamps alpha here
-T_MIN = 1e-4                 # a pixel is done once T would drop to this (exclusive)
-LOWPASS = 2.0                # gsplat FILTER_INV_SQUARE_2DGS: 2D kernel exp(-|d|^2)
-RADIUS_SIGMAS = 3.33         # gsplat: radius = ceil(3.33 * extent)
-EXPECTED_DEPTH_EPS = 1e-10   # gsplat clamps alpha before dividing accumulated depth
 DENSE_CHUNK = 1 << 22        # elements per dense pre-pass block (bounds peak memory)
 
 
@@ -320,14 +315,6 @@ def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> to
 # Entry point
 # ---------------------------------------------------------------------------------------
 
-def _visible_colors(colors, sh_degree, means, centers, vc, vn):
-    if sh_degree is None:
-        return colors[vn] if colors.dim() == 2 else colors[vc, vn]
-    coeffs = colors[vn] if colors.dim() == 3 else colors[vc, vn]
-    rgb = eval_sh(sh_degree, coeffs, means[vn] - centers[vc])
-    return torch.clamp_min(rgb + 0.5, 0.0)  # as gsplat (and the Inria code) does
-
-
 def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *,
                     sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
                     depth_convention="intersection", absgrad=False) -> RenderOutput:
@@ -378,7 +365,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     a, b, c = torch.linalg.cross(M1, M2), torch.linalg.cross(M2, M0), torch.linalg.cross(M0, M1)
     m2d = per_visible(proj.means2d)
     opac = opacities[vn]
-    col = _visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
+    col = visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
     D = col.shape[1]
     nrm = per_visible(proj.normals)
 

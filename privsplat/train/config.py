@@ -105,7 +105,8 @@ class DensifyConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    backend: Literal["auto", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "torch", "gsplat", "numba"] = "auto"
+    """auto: gsplat on CUDA, the compiled numba rasterizer on the CPU (torch where numba is missing)."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
