@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ class RunFolder:
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-                AttributeError, TypeError) as e:
+                AttributeError, TypeError, KeyError, IndexError, struct.error, OverflowError) as e:
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise PrivsplatError(f"checkpoint {path} was refused: it is corrupt, incomplete or holds more than "
                                  f"tensors and plain data ({reason}). privsplat never runs code from a run "

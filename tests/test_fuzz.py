@@ -252,15 +252,13 @@ def test_fuzz_fit_config_and_presets(tmp_path, capsys):
         except (yaml.YAMLError, ValueError):
             p.write_bytes(as_bytes)
         outcome(count, lambda: load_preset(str(p)))
-        p.write_bytes(as_bytes.decode("utf-8", errors="replace").encode())  # non-UTF-8: see the xfail below
+        p.write_bytes(as_bytes.decode("utf-8", errors="replace").encode())  # non-UTF-8 too
         outcome(count, lambda: load_preset(str(p)))
 
     check()
     report(capsys, "FitConfig.from_dict / load_preset", count, 90)
 
 
-@pytest.mark.xfail(reason="load_preset reads with read_text() and lets UnicodeDecodeError out; fix pending "
-                          "in train/config.py (see the issue-14 security report)", strict=True, raises=UnicodeDecodeError)
 def test_a_binary_preset_file_is_refused(tmp_path):
     from privsplat.train.config import load_preset
 
@@ -328,20 +326,13 @@ def test_fuzz_run_folder_config_and_checkpoint(tmp_path, capsys):
             torch.save(payload, buf)
             data = buf.getvalue()
         run.checkpoint_path.write_bytes(data)
-        outcome(count, run.load_checkpoint, known=RUN_PY_UNCAUGHT)
-        outcome(count, run.load_model, known=RUN_PY_UNCAUGHT)
+        outcome(count, run.load_checkpoint)
+        outcome(count, run.load_model)
 
     check()
     report(capsys, "RunFolder.read_config / load_checkpoint / load_model", count, 120)
 
 
-# RunFolder.load_checkpoint (run.py) does not catch these, which torch's weights-only unpickler raises
-# for corrupt bytes (found by the fuzz: a flipped byte in data.pkl -> KeyError from the memo).
-RUN_PY_UNCAUGHT = (KeyError, IndexError, struct.error, OverflowError)
-
-
-@pytest.mark.xfail(reason="run.py load_checkpoint lets KeyError from torch's weights-only unpickler out; "
-                          "fix pending (issue-14 security report)", strict=True, raises=KeyError)
 def test_a_corrupt_pickle_in_a_checkpoint_is_refused(tmp_path):
     import torch
 

@@ -78,10 +78,7 @@ def test_sigterm_during_protect_leaves_no_temporary_folder(synth_head, tmp_path)
 # ----------------------------------------------------------------------------- finding 2: paths leaving the dataset
 # A dataset folder comes from someone else; nothing in it may make privsplat read a file outside it
 # (fit copies what it reads into renders/, which goes back to the sender). The loaders in
-# data/formats.py do not check this yet: these tests flip to passing when they do.
-
-PATHS_PENDING = pytest.mark.xfail(reason="path containment in formats.py pending", strict=True)
-
+# data/formats.py refuse such paths.
 
 def _outside_world(tmp_path):
     """(dataset folder with 2 views, a 'secret' image outside it)."""
@@ -111,21 +108,18 @@ def _refused_outside(data):
         load_dataset(data, warn_unprotected=False)
 
 
-@PATHS_PENDING
 def test_paths_absolute_file_path_is_refused(tmp_path):
     data, secret = _outside_world(tmp_path)
     _set_frame0(data, file_path=str(secret))
     _refused_outside(data)
 
 
-@PATHS_PENDING
 def test_paths_dotdot_file_path_is_refused(tmp_path):
     data, secret = _outside_world(tmp_path)
     _set_frame0(data, file_path="images/../../secret/face.png")
     _refused_outside(data)
 
 
-@PATHS_PENDING
 def test_paths_absolute_and_dotdot_mask_path_are_refused(tmp_path):
     data, secret = _outside_world(tmp_path)
     _set_frame0(data, mask_path=str(secret))
@@ -134,7 +128,6 @@ def test_paths_absolute_and_dotdot_mask_path_are_refused(tmp_path):
     _refused_outside(data)
 
 
-@PATHS_PENDING
 def test_paths_symlink_out_of_the_dataset_is_refused(tmp_path):
     import os
 
@@ -154,7 +147,6 @@ def test_paths_symlink_inside_the_dataset_is_allowed(tmp_path):
     assert len(load_dataset(data, warn_unprotected=False).frames) == 2
 
 
-@PATHS_PENDING
 @pytest.mark.parametrize("name", ["../secret/face.png", "ABSOLUTE"])
 def test_paths_colmap_image_name_leaving_images_is_refused(tmp_path, name):
     from privsplat.data.colmap import ColmapCamera, ColmapImage, write_model_txt
@@ -170,7 +162,6 @@ def test_paths_colmap_image_name_leaving_images_is_refused(tmp_path, name):
     _refused_outside(data)
 
 
-@PATHS_PENDING
 def test_paths_idr_symlinked_image_is_refused(tmp_path):
     import os
 

@@ -100,14 +100,29 @@ def unique_names(paths: list[Path], root: Path) -> list[str]:
     return names
 
 
+def inside(root: Path, path: Path, where: str) -> Path:
+    """path, refused unless it -- after '..' and every symbolic link on the way -- lies inside root.
+
+    A dataset comes from someone else: an absolute path, '..' or a link out of the folder would make
+    privsplat read any file on this machine (and fit copies what it reads into renders/, which goes
+    back to the sender). Links that stay inside the folder are fine.
+    """
+    real_root, real = root.resolve(), path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise PrivsplatError(f"{where}: {path} lies outside the dataset folder {root} (an absolute path, "
+                             "'..' or a symbolic link out of it); privsplat reads only files inside the "
+                             "dataset: copy the file into the folder and give a path relative to it")
+    return path
+
+
 def resolve_image(root: Path, rel: str, where: str) -> Path:
-    p = (root / rel)
+    p = inside(root, root / rel, where)  # before looking: do not reveal which outside files exist
     if p.suffix and p.is_file():
-        return p
+        return inside(root, p, where)
     for s in IMAGE_SUFFIXES:
         q = p.with_name(p.name + s)
         if q.is_file():
-            return q
+            return inside(root, q, where)
     raise PrivsplatError(f"{where}: image {p} does not exist (tried with and without "
                          ".png/.jpg); fix file_path or restore the image")
 
@@ -314,12 +329,14 @@ def parse_colmap(root: Path) -> Parsed:
             raise PrivsplatError(f"{where}: translation is not finite")
         w2c[:3, :3] = qvec_to_rotation(im.qvec)
         w2c[:3, 3] = im.tvec
-        img = image_dir / im.name
+        img = inside(root, image_dir / im.name, where)
         if not img.is_file():
             raise PrivsplatError(f"{where}: image {img} does not exist")
+        inside(root, img, where)
         mask = None
         if mask_dir is not None:
-            mask = next((m for m in (mask_dir / (im.name + ".png"), mask_dir / Path(im.name).with_suffix(".png"))
+            mask = next((inside(root, m, where + " mask") for m in (mask_dir / (im.name + ".png"),
+                                                                    mask_dir / Path(im.name).with_suffix(".png"))
                          if m.is_file()), None)
         paths.append(img)
         rows.append((K, w2c, cam.width, cam.height, mask, lens))
@@ -370,9 +387,11 @@ def parse_idr(root: Path) -> Parsed:
     except Exception as e:  # numpy raises many types for a corrupt archive
         raise PrivsplatError(f"cannot read {npz} ({type(e).__name__}: {e}); regenerate it") from None
     images = _list_images(root / "image") or _list_images(root / "images")
+    masks = _list_images(root / "mask") or _list_images(root / "masks")
+    for p in images + masks:
+        inside(root, p, f"{root} (IDR/NeuS)")
     if not images:
         raise PrivsplatError(f"{root}: no images in image/ (IDR/NeuS layout: image/*.png, mask/*.png)")
-    masks = _list_images(root / "mask") or _list_images(root / "masks")
     if masks and len(masks) != len(images):
         raise PrivsplatError(f"{root}: {len(images)} images but {len(masks)} masks; they pair up in sorted "
                              "order, so the counts must match")

@@ -56,6 +56,10 @@ class ScheduleConfig:
     """Ablation: skip stage 1 (start stage 2 from the initialisation or template)."""
     single_stage: bool = False
     """Ablation: one stage mixing RGB and gradient losses from the start."""
+    stage1_mask_share: float = 0.25
+    """Share of stage-1 steps spent on the masks of the protected views (mask, normal and distortion
+    terms only, never their magnitudes): no neutral view sees the face, so without them stage 1
+    has nothing that keeps a surface there and prunes it. 0 = neutral views only."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class LossConfig:
 class DensifyConfig:
     densify: bool = True
     """Grow and prune surfels with gsplat's DefaultStrategy."""
+    stage2_densify: bool = True
+    """Densify (and prune) in stage 2 too, on the gradient loss, so that it can add surfels where |g| asks."""
     densify_start: float = 0.1
     densify_stop: float = 0.6
     densify_every: int = 100
@@ -221,7 +227,7 @@ class FitConfig:
             raise bad("init_opacity", "must be in (0, 1)")
         if self.init_scale <= 0:
             raise bad("init_scale", "must be > 0")
-        for name in ("normal_start", "dist_start", "densify_start", "densify_stop"):
+        for name in ("normal_start", "dist_start", "densify_start", "densify_stop", "stage1_mask_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "is a fraction of the stage and must be in [0, 1]")
         if len(self.background) != 3:
@@ -277,7 +283,11 @@ def load_preset(name: str) -> FitConfig:
         path = Path(name)
         if not path.is_file():
             raise PrivsplatError(f"preset file {path} does not exist")
-        text, where = path.read_text(), str(path)
+        try:
+            text, where = path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise PrivsplatError(f"preset file {path} is not readable text ({type(e).__name__}); it must be "
+                                 "a YAML mapping of config keys") from None
     else:
         res = _preset_dir() / f"{name}.yaml"
         if not res.is_file():
