@@ -37,6 +37,8 @@ class StageSpec:
     densify: bool
     colour_reg: bool
     """Apply the colour regulariser (the surfel analogue of the paper's Lipschitz bound)."""
+    mask_share: float = 0.0
+    """Share of steps on the protected views' masks (mask, normal, distortion terms only)."""
 
 
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
@@ -49,11 +51,12 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
     stage2 = StageSpec("stage2", cfg.stage2_iters, "all" if cfg.stage2_rgb else "protected",
                        rgb_loss=True, rgb_on_neutral_only=False, grad_loss=True, geometry_warmup=False,
                        lr_factor=cfg.stage2_lr_factor, freeze_light=True,
-                       freeze_colour=cfg.colour_reg == "freeze", densify=False, colour_reg=True)
+                       freeze_colour=cfg.colour_reg == "freeze", densify=cfg.densify and cfg.stage2_densify,
+                       colour_reg=True)
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]
     # Stage 1 uses every view that carries RGB: neutral views, and region-protected views outside their
     # region (the photometric loss is masked to the valid pixels there).
     stage1 = StageSpec("stage1", cfg.stage1_iters, "rgb", True, False, False, True, 1.0, False, False,
-                       cfg.densify, False)
+                       cfg.densify, False, mask_share=cfg.stage1_mask_share)
     return [stage1, stage2]

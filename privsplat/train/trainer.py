@@ -152,6 +152,7 @@ class Trainer:
         self.stage_index, self.step = 0, 0
         self.neighbours: torch.Tensor | None = None
         self.albedo_stage1: torch.Tensor | None = None
+        self.means_stage1: torch.Tensor | None = None
         self._setup_stage()
 
     @property
@@ -164,6 +165,17 @@ class Trainer:
 
     def _pool(self) -> list[View]:
         return {"rgb": self.rgb_carrying, "protected": self.protected_views, "all": self.views}[self.spec.views]
+
+    def _pick_views(self) -> list[View]:
+        """The views of one step. In stage 1 a share of the steps goes to the protected views' masks:
+        no neutral view sees the face, and without them stage 1 prunes the surface there."""
+        pool = self._pool()
+        if self.spec.mask_share > 0 and self.cfg.mask_weight > 0:
+            masks = [v for v in self.protected_views if v.mask is not None]
+            if masks and self.rng.random() < self.spec.mask_share:
+                pool = masks
+        return [pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)),
+                                                 replace=False)]
 
     # --- optimisation state ---
     def _setup_stage(self) -> None:
@@ -207,6 +219,20 @@ class Trainer:
         _, idx = cKDTree(means).query(means, k=min(9, len(means)))
         self.neighbours = torch.as_tensor(idx[:, 1:], device=self.device)
         self.albedo_stage1 = self.model.albedo().detach().clone()
+        self.means_stage1 = self.model.params["means"].detach().clone()
+
+    def _refresh_colour_reg(self) -> None:
+        """After stage-2 densification: new neighbours, and each surfel's stage-1 albedo taken from
+        the stage-1 surfel nearest to it."""
+        from scipy.spatial import cKDTree
+
+        means = self.model.params["means"].detach().cpu().numpy()
+        _, idx = cKDTree(means).query(means, k=min(9, len(means)))
+        self.neighbours = torch.as_tensor(idx[:, 1:], device=self.device)
+        if self.albedo_stage1 is not None and self.means_stage1 is not None:
+            _, near = cKDTree(self.means_stage1.cpu().numpy()).query(means)
+            self.albedo_stage1 = self.albedo_stage1[torch.as_tensor(near, device=self.device)]
+            self.means_stage1 = self.model.params["means"].detach().clone()
 
     # --- one step ---
     def _view_losses(self, view: View, out, i: int, frac: float) -> dict[str, torch.Tensor]:
@@ -238,6 +264,8 @@ class Trainer:
         cfg = self.cfg
         if not self.spec.colour_reg or self.neighbours is None or cfg.colour_reg_weight <= 0:
             return {}
+        if self.neighbours.shape[0] != self.model.n:
+            self._refresh_colour_reg()
         if cfg.colour_reg == "smooth":
             return {"colour": cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)}
         if cfg.colour_reg == "drift":
@@ -247,9 +275,7 @@ class Trainer:
     def _train_step(self, frac: float) -> dict[str, float]:
         """One optimiser step on views_per_step views, rendered together (one rasterizer call per
         image size): on a GPU a batch costs little more than one view."""
-        pool = self._pool()
-        picks = [pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)),
-                                                  replace=False)]
+        picks = self._pick_views()
         by_size: dict[tuple[int, int], list[View]] = {}
         for v in picks:
             by_size.setdefault((v.camera.width, v.camera.height), []).append(v)
@@ -373,7 +399,8 @@ class Trainer:
             "light_opt": self.light_opt.state_dict(),
             "strategy_state": getattr(self, "strategy_state", None) if self.strategy is not None else None,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "albedo_stage1": self.albedo_stage1, "metrics": self.metrics, "config": self.cfg.to_dict(),
+            "albedo_stage1": self.albedo_stage1, "means_stage1": self.means_stage1,
+            "metrics": self.metrics, "config": self.cfg.to_dict(),
             "frames": self._frame_signature(),
         }
         self.run.save_checkpoint(state)
@@ -417,4 +444,6 @@ class Trainer:
             self.strategy_state = state["strategy_state"]
         if state["albedo_stage1"] is not None:
             self.albedo_stage1 = state["albedo_stage1"].to(self.device)
+        if state.get("means_stage1") is not None:
+            self.means_stage1 = state["means_stage1"].to(self.device)
         log.info("resumed at %s step %d", self.stage, self.step)
