@@ -50,7 +50,7 @@ def render_both(params, cams, **kw):
     outs = {}
     for backend in ("torch", "gsplat"):
         ps = [p.clone().requires_grad_(True) for p in params]
-        out = rasterize(*ps, cams, backend=backend, depth_convention="center", **kw)
+        out = rasterize(*ps, cams, backend=backend, depth_convention="center", lowpass="gsplat", **kw)
         outs[backend] = (out, ps)
     return outs
 
@@ -82,7 +82,7 @@ def test_gradient_parity_with_gsplat():
     grads = {}
     for backend in ("torch", "gsplat"):
         ps = [p.clone().requires_grad_(True) for p in params]
-        out = rasterize(*ps, cams, backend=backend, depth_convention="center")
+        out = rasterize(*ps, cams, backend=backend, depth_convention="center", lowpass="gsplat")
         loss = (out.rgb - target).abs().mean() + 0.1 * out.alpha.mean() + 0.01 * out.depth_expected.mean()
         out.meta["means2d"].retain_grad()
         out.meta["gradient_2dgs"].retain_grad()
@@ -105,7 +105,7 @@ def test_densification_signals_agree_in_direction():
     sig = {}
     for backend in ("torch", "gsplat"):
         ps = [p.clone().requires_grad_(True) for p in params]
-        out = rasterize(*ps, cams, backend=backend, depth_convention="center", absgrad=True)
+        out = rasterize(*ps, cams, backend=backend, depth_convention="center", lowpass="gsplat", absgrad=True)
         out.meta["gradient_2dgs"].retain_grad()
         out.meta["means2d"].retain_grad()
         (out.rgb - target).abs().mean().backward()

@@ -1,5 +1,5 @@
 """The numba CPU rasterizer against the pure-torch reference: values and gradients in both
-depth conventions (at the tolerances of the gsplat parity test, tests/test_render_gpu.py,
+depth conventions and both screen-space low-passes ("area", the default, and "gsplat") (at the tolerances of the gsplat parity test, tests/test_render_gpu.py,
 and far tighter ones where the two must agree to float rounding), densification meta,
 determinism, and the tighter candidate spans.
 
@@ -64,10 +64,14 @@ def render_pair(params, cams, **kw):
     return outs
 
 
-@pytest.mark.parametrize("convention", ["intersection", "center"])
-def test_forward_matches_torch(convention):
+# (convention, lowpass): every low-pass in the default convention, both conventions in the default low-pass
+PARITY_CASES = [("intersection", "area"), ("center", "area"), ("intersection", "gsplat")]
+
+
+@pytest.mark.parametrize("convention,lowpass", PARITY_CASES)
+def test_forward_matches_torch(convention, lowpass):
     params, cams = scene()
-    outs = render_pair(params, cams, depth_convention=convention)
+    outs = render_pair(params, cams, depth_convention=convention, lowpass=lowpass)
     nb, ref = outs["numba"][0], outs["torch"][0]
     # radii are ceil()s that float64 (numba) and float32 (torch) may round to different sides
     diff = (nb.meta["radii"] - ref.meta["radii"]).abs()
@@ -86,13 +90,14 @@ def test_forward_matches_torch(convention):
         tight = (1e-5, 1e-4) if name == "depth_normals" else (1e-6, 1e-5)
         robust_close(name, a / scale, b / scale, *tight)
     assert float(nb.alpha.mean()) > 0.3  # the scene covers the image
+    assert nb.meta["lowpass"] == ref.meta["lowpass"] == lowpass
 
 
-@pytest.mark.parametrize("convention", ["intersection", "center"])
-def test_gradients_match_torch(convention):
+@pytest.mark.parametrize("convention,lowpass", PARITY_CASES)
+def test_gradients_match_torch(convention, lowpass):
     params, cams = scene(seed=1)
     target = torch.rand(len(cams), cams.height, cams.width, 3, generator=torch.Generator().manual_seed(3))
-    outs = render_pair(params, cams, depth_convention=convention, absgrad=True)
+    outs = render_pair(params, cams, depth_convention=convention, absgrad=True, lowpass=lowpass)
     grads = {}
     for name, (out, ps) in outs.items():
         out.meta["gradient_2dgs"].retain_grad()
@@ -111,15 +116,17 @@ def test_gradients_match_torch(convention):
         assert cos > 0.9999, f"{key}: cosine {float(cos):.6f}"
 
 
+@pytest.mark.parametrize("lowpass", ["area", "gsplat"])
 @pytest.mark.parametrize("convention", ["intersection", "center"])
-def test_float64_matches_torch_to_rounding(convention):
+def test_float64_matches_torch_to_rounding(convention, lowpass):
     """In float64 both backends compute the same function: any difference beyond rounding
-    (a missed pixel, a wrong derivative term) would show here."""
+    (a missed pixel, a wrong derivative term, e.g. the low-pass offset's) would show here."""
     params, cams = scene(n=500, size=32, seed=8)
     params = [p.double() for p in params]
     cams = cams.to("cpu", torch.float64)
     target = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    outs = render_pair(params, cams, depth_convention=convention)
+    outs = render_pair(params, cams, depth_convention=convention, lowpass=lowpass)
+    assert outs["numba"][0].meta["n_pairs"] == outs["torch"][0].meta["n_pairs"]
     for name in IMAGES:
         torch.testing.assert_close(getattr(outs["numba"][0], name), getattr(outs["torch"][0], name),
                                    atol=1e-9, rtol=1e-7)
@@ -135,6 +142,24 @@ def test_float64_matches_torch_to_rounding(convention):
         g = b.meta[key].grad
         assert float(g.abs().max()) > 0
         torch.testing.assert_close(a.meta[key].grad, g, atol=1e-7 * float(g.abs().max()), rtol=1e-6)
+
+
+def test_area_lowpass_shrinks_only_small_surfels_blobs():
+    """The area low-pass removes low-pass pairs (sub-pixel and edge-on surfels lose their
+    full-strength blob) and leaves a large face-on surfel's image as it was."""
+    params, cams = scene(n=800, size=40, seed=12)
+    area = rasterize_numba(*params, cams)                      # the default
+    gs = rasterize_numba(*params, cams, lowpass="gsplat")
+    assert area.meta["lowpass"] == "area" and gs.meta["lowpass"] == "gsplat"
+    assert area.meta["n_span_pixels"] < 0.95 * gs.meta["n_span_pixels"]
+    assert float(area.alpha.mean()) < float(gs.alpha.mean())
+    one = [torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.tensor([[0.05, 0.05, 1e-3]]),
+           torch.tensor([0.9]), torch.ones(1, 3)]
+    cam = Cameras.from_numpy(intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)),
+                             32, 32)
+    a, g = rasterize_numba(*one, cam), rasterize_numba(*one, cam, lowpass="gsplat")
+    assert float(a.alpha.max()) > 0.8
+    torch.testing.assert_close(a.alpha, g.alpha, atol=1e-6, rtol=0)
 
 
 def test_huge_surfels_next_to_the_camera_match_torch():
@@ -239,6 +264,8 @@ def test_rejects_bad_convention_and_empty_view():
     params, cams = scene(n=50, size=16)
     with pytest.raises(PrivsplatError, match="depth_convention"):
         rasterize_numba(*params, cams, depth_convention="middle")
+    with pytest.raises(PrivsplatError, match="lowpass"):
+        rasterize_numba(*params, cams, lowpass="mip")
     means = params[0] + torch.tensor([0.0, 0.0, 5.0])  # everything far behind the cameras' view
     out = rasterize_numba(means * -100, *params[1:], cams)
     assert out.meta["n_pairs"] == 0 and float(out.alpha.abs().sum()) == 0.0

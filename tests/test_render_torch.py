@@ -13,8 +13,7 @@ from privsplat.cameras import Cameras, intrinsics_from_fov, look_at
 from privsplat.errors import PrivsplatError
 from privsplat.render import rasterize
 from privsplat.render.sh import eval_sh, sh_basis
-from privsplat.render.torch_backend import (ALPHA_MAX, ALPHA_MIN, LOWPASS, T_MIN, project_surfels,
-                                            quat_to_rotmat)
+from privsplat.render.torch_backend import ALPHA_MAX, ALPHA_MIN, LOWPASS, T_MIN, project_surfels, quat_to_rotmat
 
 
 def make_cameras(eyes, width=32, height=32, fov_deg=40.0, target=(0.0, 0.0, 0.0), dtype=torch.float32):
@@ -34,8 +33,28 @@ def random_scene(n, seed=0, spread=0.4, scale=(0.02, 0.12), dtype=torch.float32)
     return [t.to(dtype) for t in (means, quats, scales, opac, colors)]
 
 
-def reference_render(means, quats, scales, opac, colors, cams, depth_convention="center"):
-    """gsplat's per-pixel loop, written naively: every surfel against every pixel, front to back."""
+def reference_lowpass_scale(means, quats, scales, cams, c, n):
+    """The area low-pass's blob strength, from finite differences of projected points: the screen
+    Jacobian J of the surfel's (u, v) at its centre, S = J J^T, sqrt(det S / det(S + I/2)) times
+    4 det S / tr(S)^2."""
+    R = quat_to_rotmat(quats[n:n + 1])[0].double()
+    mu = means[n].double()
+    K, vm = cams.Ks[c].double(), cams.viewmats[c].double()
+
+    def pixel(p):
+        q = K @ (vm[:3, :3] @ p + vm[:3, 3])
+        return q[:2] / q[2]
+
+    eps = 1e-5
+    J = torch.stack([(pixel(mu + eps * scales[n, k].double() * R[:, k]) - pixel(mu)) / eps for k in (0, 1)], 1)
+    S = J @ J.T
+    det, tr = torch.linalg.det(S), torch.trace(S)
+    return float(torch.sqrt(det / torch.linalg.det(S + torch.eye(2, dtype=S.dtype) / LOWPASS)) * 4 * det / tr ** 2)
+
+
+def reference_render(means, quats, scales, opac, colors, cams, depth_convention="center", lowpass="gsplat"):
+    """gsplat's per-pixel loop, written naively: every surfel against every pixel, front to back.
+    lowpass="area" scales the low-pass term by reference_lowpass_scale."""
     C, H, W = len(cams), cams.height, cams.width
     proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, W, H)
     ys, xs = torch.meshgrid(torch.arange(H, dtype=means.dtype) + 0.5, torch.arange(W, dtype=means.dtype) + 0.5,
@@ -57,6 +76,8 @@ def reference_render(means, quats, scales, opac, colors, cams, depth_convention=
             s3 = u * u + v * v
             m = proj.means2d[c, n]
             s2 = LOWPASS * ((m[0] - xs) ** 2 + (m[1] - ys) ** 2)
+            if lowpass == "area":
+                s2 = s2 - 2 * math.log(max(reference_lowpass_scale(means, quats, scales, cams, c, n), 1e-30))
             use3 = s3 <= s2
             alpha = torch.clamp_max(opac[n] * torch.exp(-0.5 * torch.minimum(s3, s2)), ALPHA_MAX)
             live = (alpha >= ALPHA_MIN) & ~done
@@ -101,12 +122,14 @@ def test_projection_matches_gsplat_reference():
     torch.testing.assert_close(proj.ray_transforms[vis], M[vis], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("convention", ["center", "intersection"])
-def test_matches_bruteforce_reference(convention):
+@pytest.mark.parametrize("convention,lowpass", [("center", "gsplat"), ("intersection", "gsplat"),
+                                                ("intersection", "area")])
+def test_matches_bruteforce_reference(convention, lowpass):
     means, quats, scales, opac, colors = random_scene(80, seed=2)
     cams = make_cameras([(0, 0, -2.0), (0.8, -0.5, -1.8)], width=24, height=20)
-    out = rasterize(means, quats, scales, opac, colors, cams, backend="torch", depth_convention=convention)
-    ref = reference_render(means, quats, scales, opac, colors, cams, depth_convention=convention)
+    out = rasterize(means, quats, scales, opac, colors, cams, backend="torch", depth_convention=convention,
+                    lowpass=lowpass)
+    ref = reference_render(means, quats, scales, opac, colors, cams, depth_convention=convention, lowpass=lowpass)
     assert out.meta["n_pairs"] > 1000
     tol = dict(rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.rgb, ref["rgb"], **tol)

@@ -19,6 +19,7 @@ from ..cameras import Cameras
 
 Backend = Literal["auto", "torch", "gsplat", "numba"]
 DepthConvention = Literal["intersection", "center"]
+LowPass = Literal["area", "gsplat"]
 
 
 @dataclass
@@ -81,12 +82,18 @@ def rasterize(
     backend: Backend = "auto",
     depth_convention: DepthConvention = "intersection",
     absgrad: bool = False,
+    lowpass: LowPass = "area",
 ) -> RenderOutput:
     """Render 2D Gaussian surfels into every camera. See RenderOutput for the outputs.
 
     depth_convention: "intersection" (default) takes each surfel's depth where the pixel
     ray meets its plane; "center" takes the surfel centre's depth, as gsplat 1.5.3 does
     (gsplat issues #477, #863), and exists so the backends can be compared.
+    lowpass: "area" (default) scales the screen-space low-pass blob of each surfel by its own
+    screen area, so that silhouettes are not dilated (common.lowpass_offset); "gsplat" is
+    gsplat's kernel, which widens silhouettes by 1.5-2 px and makes fits sit about a pixel inside
+    the true surface. The torch and numba backends have both; gsplat's CUDA kernel knows only its
+    own ("area" is served as "gsplat" there, with a one-time warning).
     """
     which = resolve_backend(backend, means.device)
     if which == "gsplat":
@@ -97,4 +104,4 @@ def rasterize(
         from .torch_backend import rasterize_torch as impl
     return impl(means, quats, scales, opacities, colors, cameras, sh_degree=sh_degree,
                 backgrounds=backgrounds, near_plane=near_plane, far_plane=far_plane,
-                depth_convention=depth_convention, absgrad=absgrad)
+                depth_convention=depth_convention, absgrad=absgrad, lowpass=lowpass)

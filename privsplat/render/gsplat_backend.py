@@ -4,7 +4,8 @@ One call in render_mode "RGB+ED" gives colours, expected depth, alpha, world nor
 the distortion map and the median depth (the median needs the depth channel, gsplat #714).
 gsplat only knows the surfel-centre depth convention (issues #477, #863), so
 depth_convention "intersection" is served as "center" with a one-time warning, and
-meta["depth_convention"] says which was used. depth_normals come from the same
+meta["depth_convention"] says which was used; likewise it knows only its own screen-space
+low-pass, so lowpass "area" is served as "gsplat" (meta["lowpass"]). depth_normals come from the same
 depth_to_normals as the torch backend, so both backends mask empty pixels alike.
 """
 
@@ -17,10 +18,11 @@ import torch
 from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
-from .common import check_render_inputs, depth_to_normals
+from .common import check_lowpass, check_render_inputs, depth_to_normals
 
 log = logging.getLogger(__name__)
 _warned_center_depth = False
+_warned_lowpass = False
 
 
 def _warn_center_depth_once() -> None:
@@ -29,6 +31,15 @@ def _warn_center_depth_once() -> None:
         _warned_center_depth = True
         log.warning("gsplat 1.5.3 renders surfel-centre depth only; depth_convention='intersection' "
                     "is served as 'center' (use backend='torch' for ray-plane intersection depth)")
+
+
+def _warn_lowpass_once() -> None:
+    global _warned_lowpass
+    if not _warned_lowpass:
+        _warned_lowpass = True
+        log.warning("gsplat 1.5.3 has only its own screen-space low-pass, which widens silhouettes by "
+                    "1.5-2 px (fits sit about a pixel inside); lowpass='area' is served as 'gsplat' "
+                    "(use backend='numba' or 'torch' for the area-preserving low-pass)")
 
 
 def gsplat_inputs(means, quats, scales, opacities, colors, cameras: Cameras, sh_degree):
@@ -45,16 +56,19 @@ def gsplat_inputs(means, quats, scales, opacities, colors, cameras: Cameras, sh_
 
 def rasterize_gsplat(means, quats, scales, opacities, colors, cameras: Cameras, *, sh_degree=None,
                      backgrounds=None, near_plane=0.01, far_plane=1e10, depth_convention="intersection",
-                     absgrad=False) -> RenderOutput:
+                     absgrad=False, lowpass="area") -> RenderOutput:
     if not means.is_cuda:
         raise PrivsplatError("the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
     if means.dtype != torch.float32:
         raise PrivsplatError(f"the gsplat backend renders float32 only, got {means.dtype}")
     if depth_convention not in ("intersection", "center"):
         raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
+    check_lowpass(lowpass)
     check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
     if depth_convention == "intersection":
         _warn_center_depth_once()
+    if lowpass == "area":
+        _warn_lowpass_once()
     from gsplat import rasterization_2dgs  # compiles its CUDA extension on first use
 
     cameras = cameras.to(means.device, means.dtype)
@@ -66,7 +80,7 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, cameras: Cameras, 
         render_mode="RGB+ED", absgrad=absgrad, distloss=True, depth_mode="expected", packed=False)
     depth = render[..., D:D + 1]  # already divided by alpha (clamped at 1e-10)
     meta = dict(meta)
-    meta.update(depth_convention="center", backend="gsplat", n_isects=int(meta["flatten_ids"].numel()))
+    meta.update(depth_convention="center", lowpass="gsplat", backend="gsplat", n_isects=int(meta["flatten_ids"].numel()))
     return RenderOutput(
         rgb=render[..., :D], alpha=alpha, normals=normals,
         depth_normals=depth_to_normals(depth, alpha, cameras), depth_expected=depth,

@@ -18,6 +18,10 @@ the colours, e.g. SH, per visible surfel):
    pass walks each tile back to front, recovering T by division (gsplat's scheme, float64
    here), writes one gradient row per (tile, surfel) entry, and a serial sum over entries
    gives the per-surfel gradient, so results are bit-identical for any thread count.
+   lowpass="area": the per-surfel low-pass offset (common.lowpass_offset) is computed in
+   torch from the projected rows and enters as one more input; the kernels add it to the
+   low-pass exponent (and shrink the low-pass disc of the spans by it) and return its
+   gradient, d loss / d sigma summed over the pixels where the low-pass branch wins.
 3. _DepthNormals: normals from the expected depth (common.depth_to_normals).
 
 All per-pixel arithmetic is float64; images and gradients come back in the inputs' dtype.
@@ -43,8 +47,10 @@ from .common import (
     LOWPASS,
     RADIUS_SIGMAS,
     T_MIN,
-    visible_colors,
+    check_lowpass,
     check_render_inputs,
+    lowpass_offset,
+    visible_colors,
 )
 
 TILE = 16           # pixels per tile side (spans are exact, so the size only sets per-entry overhead)
@@ -52,7 +58,8 @@ SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a 
 # Columns of the per-visible-surfel table handed to the kernels.
 COL_A, COL_B, COL_C = 0, 3, 6     # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
 COL_M2D, COL_OPAC, COL_M2 = 9, 11, 12  # projected centre (2), opacity, row M2 = (t20, t21, z)
-COL_FEAT = 15                     # colours (D), then normals (3)
+COL_LP = 15                       # low-pass offset (common.lowpass_offset; 0 for lowpass="gsplat")
+COL_FEAT = 16                     # colours (D), then normals (3)
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,7 +80,7 @@ def _support_boxes(trows, tab, W, H, bx0, bx1, by0, by1, rho2):
         r1 = (trows[v, 3] * rho, trows[v, 4] * rho, trows[v, 5])
         r2 = (trows[v, 6] * rho, trows[v, 7] * rho, trows[v, 8])
         d = r2[0] * r2[0] + r2[1] * r2[1] - r2[2] * r2[2]
-        r2d = math.sqrt(lg)
+        r2d = math.sqrt(max((2.0 * lg - tab[v, COL_LP]) / LOWPASS, 0.0))  # exactly sqrt(lg) when the offset is 0
         mx, my = tab[v, COL_M2D], tab[v, COL_M2D + 1]
         if d < 0:
             cx = (r0[0] * r2[0] + r0[1] * r2[1] - r0[2] * r2[2]) / d
@@ -99,7 +106,7 @@ def _row_span(tab, v, rho2, py, x0, x1):
     The ray-transform kernel's support on the row solves (a0 x + e0)^2 + (a1 x + e1)^2
     <= rho^2 (a2 x + e2)^2, e_j = b_j py + c_j: between the roots when the x^2 coefficient
     is positive, otherwise (support unbounded on this row) the whole range. The low-pass
-    kernel's support is the chord of the disc |d|^2 <= rho^2 / LOWPASS.
+    kernel's support is the chord of the disc |d|^2 <= (rho^2 - lp_off) / LOWPASS.
     """
     a0, a1, a2 = tab[v, COL_A], tab[v, COL_A + 1], tab[v, COL_A + 2]
     e0 = tab[v, COL_B] * py + tab[v, COL_C]
@@ -121,7 +128,7 @@ def _row_span(tab, v, rho2, py, x0, x1):
         else:
             lo, hi = 0.0, 0.0
     dy = tab[v, COL_M2D + 1] - py
-    r2 = rho2 / LOWPASS - dy * dy
+    r2 = (rho2 - tab[v, COL_LP]) / LOWPASS - dy * dy
     if r2 >= 0.0:
         r = math.sqrt(r2)
         mx = tab[v, COL_M2D]
@@ -134,15 +141,16 @@ def _row_span(tab, v, rho2, py, x0, x1):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, px):
-    """gsplat's 2DGS kernel at pixel centre px of a row (e_j = b_j py + c_j, dy2 = (my - py)^2):
+def _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, lp, px):
+    """gsplat's 2DGS kernel at pixel centre px of a row (e_j = b_j py + c_j, dy2 = (my - py)^2,
+    lp the low-pass offset, added to the low-pass exponent; 0 is gsplat's kernel bit for bit):
     alpha and what its gradient needs. Takes scalars so that the compiler keeps a surfel's
     parameters in registers across its pixels."""
     cx = a0 * px + e0
     cy = a1 * px + e1
     cz = a2 * px + e2
     dx = mx - px
-    s2 = LOWPASS * (dx * dx + dy2)
+    s2 = LOWPASS * (dx * dx + dy2) + lp
     use3 = (cx * cx + cy * cy) <= s2 * (cz * cz) and cz != 0.0
     u = 0.0
     w = 0.0
@@ -248,6 +256,7 @@ def _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, 
         c0, c1, c2 = etab[v, COL_C], etab[v, COL_C + 1], etab[v, COL_C + 2]
         mx, my, o = etab[v, COL_M2D], etab[v, COL_M2D + 1], etab[v, COL_OPAC]
         t20, t21, z = etab[v, COL_M2], etab[v, COL_M2 + 1], etab[v, COL_M2 + 2]
+        lp = etab[v, COL_LP]
         for k in range(D + 3):
             feat[k] = etab[v, COL_FEAT + k]
         for y in range(max(by0[v], ya), min(by1[v], yb) + 1):
@@ -262,7 +271,7 @@ def _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, 
                 if done[p]:
                     continue
                 tested += 1
-                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, x + 0.5)
+                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, lp, x + 0.5)
                 if alpha < ALPHA_MIN:
                     continue
                 Tp = T[p]
@@ -337,11 +346,12 @@ def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H,
         c0, c1, c2 = etab[v, COL_C], etab[v, COL_C + 1], etab[v, COL_C + 2]
         mx, my, o = etab[v, COL_M2D], etab[v, COL_M2D + 1], etab[v, COL_OPAC]
         t20, t21, z = etab[v, COL_M2], etab[v, COL_M2 + 1], etab[v, COL_M2 + 2]
+        lp = etab[v, COL_LP]
         for k in range(D + 3):
             feat[k] = etab[v, COL_FEAT + k]
             gfeat[k] = 0.0
         ga0 = ga1 = ga2 = gb0 = gb1 = gb2 = gc0 = gc1 = gc2 = 0.0
-        gmx = gmy = go = gt20 = gt21 = gz = 0.0
+        gmx = gmy = go = gt20 = gt21 = gz = glp = 0.0
         abs_x = 0.0
         abs_y = 0.0
         for y in range(max(by0[v], ya), min(by1[v], yb) + 1):
@@ -356,7 +366,7 @@ def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H,
                 if e > last[q]:
                     continue
                 px = x + 0.5
-                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, px)
+                alpha, raw, g, use3, u, w_, cz, dx = _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, lp, px)
                 if alpha < ALPHA_MIN:
                     continue
                 p = (y - ya) * tw + (x - xa)
@@ -414,6 +424,7 @@ def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H,
                     gy = dsig * 2.0 * LOWPASS * dy
                     gmx += gx
                     gmy += gy
+                    glp += dsig  # the offset enters sigma with slope 1
                     abs_x += abs(gx)
                     abs_y += abs(gy)
         egrad[e, COL_A], egrad[e, COL_A + 1], egrad[e, COL_A + 2] = ga0, ga1, ga2
@@ -421,6 +432,7 @@ def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H,
         egrad[e, COL_C], egrad[e, COL_C + 1], egrad[e, COL_C + 2] = gc0, gc1, gc2
         egrad[e, COL_M2D], egrad[e, COL_M2D + 1], egrad[e, COL_OPAC] = gmx, gmy, go
         egrad[e, COL_M2], egrad[e, COL_M2 + 1], egrad[e, COL_M2 + 2] = gt20, gt21, gz
+        egrad[e, COL_LP] = glp
         for k in range(D + 3):
             egrad[e, COL_FEAT + k] = gfeat[k]
         eabs[e, 0] = abs_x
@@ -624,9 +636,9 @@ def _cross(a0, a1, a2, b0, b1, b2):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, tab, trows):
+def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, lp, tab, trows):
     """Per visible surfel: a = M1 x M2, b = M2 x M0, c = M0 x M1 (the pixel -> (u, v) map),
-    means2d, opacity, M2, colour, normal. The densification shift moves the centre in the
+    means2d, opacity, M2, low-pass offset (lp [V], visible order), colour, normal. The densification shift moves the centre in the
     image: it enters M0, M1's translation scaled by the centre depth (see torch_backend)."""
     D = col.shape[1]
     for v in range(vc.shape[0]):
@@ -650,6 +662,7 @@ def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, tab, trows):
         tab[v, COL_M2D] = m2d[c, n, 0]
         tab[v, COL_M2D + 1] = m2d[c, n, 1]
         tab[v, COL_OPAC] = opac[n]
+        tab[v, COL_LP] = lp[v]
         for k in range(D):
             tab[v, COL_FEAT + k] = col[v, k]
 
@@ -866,17 +879,18 @@ class _Raster:
 
 class _Composite(torch.autograd.Function):
     """(rows [C,N,9], means2d [C,N,2], normals [C,N,3], opacities [N], visible colours [V,D],
-    shift [C,N,2]) -> images [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
-    median depth."""
+    shift [C,N,2], low-pass offsets [V] or None (all 0)) -> images [C*H*W, D+7]: colours,
+    normals, sum w*depth, sum w, distortion, median depth."""
 
     @staticmethod
-    def forward(ctx, rows, m2d, nrm, opac, col, shift, raster: _Raster):
+    def forward(ctx, rows, m2d, nrm, opac, col, shift, lp, raster: _Raster):
         V, D = col.shape
         raster.D = D
         rows_np = _np(rows)
+        lp_np = np.zeros(V) if lp is None else _np(lp)
         tab, trows = np.empty((V, COL_FEAT + D + 3)), np.empty((V, 9))
         _gather_table(raster.vc, raster.vn, rows_np, _np(m2d), _np(nrm), _np(opac), _np(col), _np(shift),
-                      tab, trows)
+                      lp_np, tab, trows)
         raster.prepare(tab, trows)
         n_pix = raster.n_cams * raster.H * raster.W
         img = np.empty((n_pix, D + 7), np.float32 if col.dtype == torch.float32 else np.float64)
@@ -889,6 +903,7 @@ class _Composite(torch.autograd.Function):
         raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
         ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
         ctx.dtypes = tuple(t.dtype for t in (rows, m2d, nrm, opac, col, shift))
+        ctx.lp_dtype = None if lp is None else lp.dtype
         # separate outputs: slicing one image tensor would cost a full-size zero gradient
         # per slice in the backward pass
         return tuple(torch.from_numpy(np.ascontiguousarray(img[:, a:b])) for a, b in _parts(D))
@@ -914,7 +929,8 @@ class _Composite(torch.autograd.Function):
             means2d, fv = raster.absgrad_to
             means2d.absgrad.view(-1, 2).index_add_(0, fv, torch.from_numpy(absg).to(means2d.dtype))
         grads = (g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
-        return tuple(torch.from_numpy(g).to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None,)
+        g_lp = None if ctx.lp_dtype is None else torch.from_numpy(np.ascontiguousarray(gtab[:, COL_LP])).to(ctx.lp_dtype)
+        return tuple(torch.from_numpy(g).to(dt) for g, dt in zip(grads, ctx.dtypes)) + (g_lp, None)
 
 
 def _parts(D: int) -> list[tuple[int, int]]:
@@ -940,7 +956,7 @@ def _use_torch_threads() -> int:
 
 def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *,
                     sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
-                    depth_convention="intersection", absgrad=False) -> RenderOutput:
+                    depth_convention="intersection", absgrad=False, lowpass="area") -> RenderOutput:
     """Render surfels into every camera on the CPU; same outputs and meta as rasterize_torch.
 
     meta adds n_box_pixels (pixels in the surfels' support boxes, what a box-based CPU
@@ -950,6 +966,7 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     """
     if depth_convention not in ("intersection", "center"):
         raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
+    check_lowpass(lowpass)
     if means.device.type != "cpu":
         raise PrivsplatError("the numba backend runs on the CPU; pass CPU tensors or use backend='gsplat' on CUDA")
     check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
@@ -978,7 +995,8 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     if absgrad and means2d.requires_grad:
         means2d.absgrad = torch.zeros_like(means2d, requires_grad=False)
         raster.absgrad_to = (means2d, vc_t * N + vn_t)
-    parts = _Composite.apply(rows, means2d, normals, opacities, col, shift, raster)
+    lp = _lowpass_offsets(rows, shift, vc_t * N + vn_t) if lowpass == "area" else None
+    parts = _Composite.apply(rows, means2d, normals, opacities, col, shift, lp, raster)
     rgb, nrm_img, wd, acc, distortion, median = (x.view(C, H, W, -1) for x in parts)
     if backgrounds is not None:
         rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
@@ -989,7 +1007,7 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
         "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
         "n_pairs": raster.n_pairs, "n_candidates": raster.n_tested,
         "n_box_pixels": int(raster.stats[0]), "n_span_pixels": int(raster.stats[1]),
-        "depth_convention": depth_convention, "backend": "numba",
+        "depth_convention": depth_convention, "lowpass": lowpass, "backend": "numba",
     }
     if means2d.requires_grad:
         means2d.retain_grad()
@@ -997,3 +1015,17 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
         rgb=rgb, alpha=acc, normals=nrm_img,
         depth_normals=_DepthNormals.apply(depth_exp, acc.detach(), cams.Ks, cams.viewmats),
         depth_expected=depth_exp, depth_median=median, distortion=distortion, meta=meta)
+
+
+def _lowpass_offsets(rows: torch.Tensor, shift: torch.Tensor, fv: torch.Tensor) -> torch.Tensor:
+    """common.lowpass_offset per visible surfel [V] (float64, in torch: autograd carries its
+    gradient back to the rows). As in the torch backend, the densification shift is folded
+    into M0, M1 first, so gradient_2dgs includes the offset's path."""
+    C, N = rows.shape[:2]
+    rv = rows.reshape(C * N, 9).index_select(0, fv)
+    M0, M1, M2 = rv[:, 0:3], rv[:, 3:6], rv[:, 6:9]
+    if shift.requires_grad:
+        sv = shift.reshape(C * N, 2).index_select(0, fv).to(rv.dtype) * M2[:, 2:].detach()
+        e_z = rv.new_tensor([0.0, 0.0, 1.0])
+        M0, M1 = M0 + sv[:, :1] * e_z, M1 + sv[:, 1:] * e_z
+    return lowpass_offset(M0, M1, M2)

@@ -4,9 +4,11 @@ The math is gsplat 1.5.3's 2DGS (fully_fused_projection_2dgs + rasterize_to_pixe
 per (camera, surfel) a ray transform T = K [s_u t_u, s_v t_v, mu_c] (rows M0, M1, M2);
 per pixel h_u = x M2 - M0, h_v = y M2 - M1 and (u, v) from h_u x h_v; the kernel is
 exp(-min(u^2+v^2, 2|mean2d - pixel|^2) / 2) (the second term is gsplat's screen-space
-low-pass); alpha = min(0.999, o * kernel), pairs with alpha < 1/255 are skipped, and a
-pixel stops (exclusively) once its transmittance would drop to 1e-4. Pixel centres are at
-integer + 0.5. Surfels are blended front to back by the camera depth of their centres.
+low-pass); lowpass="area" (the default) scales the low-pass term by the surfel's screen
+area over the filter's (common.lowpass_offset), lowpass="gsplat" is gsplat's kernel as is;
+alpha = min(0.999, o * kernel), pairs with alpha < 1/255 are skipped, and a pixel stops
+(exclusively) once its transmittance would drop to 1e-4. Pixel centres are at integer + 0.5.
+Surfels are blended front to back by the camera depth of their centres.
 
 How the work is organised (cost follows the number of (pixel, surfel) pairs, and on a CPU
 gathers/scatters cost several times an elementwise op):
@@ -33,8 +35,21 @@ from ..cameras import Cameras
 from ..errors import PrivsplatError
 from . import RenderOutput
 from .common import (  # noqa: F401 (constants re-exported for the tests)
-    ALPHA_MAX, ALPHA_MIN, EXPECTED_DEPTH_EPS, LOWPASS, RADIUS_SIGMAS, T_MIN, visible_colors, check_render_inputs,
-    depth_to_normals, quat_axes, quat_to_rotmat)
+    ALPHA_MAX,
+    ALPHA_MIN,
+    EXPECTED_DEPTH_EPS,
+    LOWPASS,
+    LOWPASS_MODES,
+    RADIUS_SIGMAS,
+    T_MIN,
+    check_lowpass,
+    check_render_inputs,
+    depth_to_normals,
+    lowpass_offset,
+    quat_axes,
+    quat_to_rotmat,
+    visible_colors,
+)
 
 DENSE_CHUNK = 1 << 22        # elements per dense pre-pass block (bounds peak memory)
 
@@ -198,14 +213,15 @@ def _size_ladder(limit: int) -> torch.Tensor:
     return torch.tensor(sizes)
 
 
-def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
+def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, lp_off: torch.Tensor,
                    width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-coordinate boxes [V,2] (lo, hi) that hold every pixel where alpha >= 1/255.
 
     The ray-transform kernel reaches u^2+v^2 = rho^2 = 2 ln(255 o): the exact bounding box
     of that circle's image comes from the dual conic of T diag(rho, rho, 1) (gsplat uses
     the unit circle's box times 3.33, which can miss a pixel under perspective). The
-    low-pass kernel exp(-|d|^2) reaches |d| = sqrt(ln(255 o)) around means2d. A circle
+    low-pass kernel exp(-(LOWPASS |d|^2 + lp_off) / 2) reaches
+    |d| = sqrt((2 ln(255 o) - lp_off) / LOWPASS) around means2d. A circle
     that crosses the camera plane has an unbounded image: its box is the whole image.
     """
     rho = torch.sqrt(2.0 * torch.log(255.0 * opac).clamp_min(0.0))
@@ -217,7 +233,7 @@ def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
     centre = torch.stack([(Ts[:, 0] * Ts[:, 2] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 2] * sgn).sum(-1)], -1) * inv_d[:, None]
     second = torch.stack([(Ts[:, 0] * Ts[:, 0] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 1] * sgn).sum(-1)], -1) * inv_d[:, None]
     half = (centre * centre - second).clamp_min(0.0).sqrt()
-    r2d = torch.sqrt(torch.log(255.0 * opac).clamp_min(0.0))[:, None]
+    r2d = torch.sqrt(((2.0 * torch.log(255.0 * opac) - lp_off) / LOWPASS).clamp_min(0.0))[:, None]
     lo = torch.minimum(centre - half, means2d - r2d)
     hi = torch.maximum(centre + half, means2d + r2d)
     lo = torch.where(bounded[:, None], lo, torch.zeros_like(lo))
@@ -226,7 +242,7 @@ def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
 
 
 @torch.no_grad()
-def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor,
+def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, lp_off: torch.Tensor,
                      lo: torch.Tensor, hi: torch.Tensor, keybase: torch.Tensor, vbits: int,
                      width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs (key, alpha) with alpha >= 1/255 for the visible surfels.
@@ -266,7 +282,7 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
         step = max(1, DENSE_CHUNK // (kx * ky))
         for s in range(0, cnt, step):
             v = members[s:s + step]
-            k, a = _dense_block(abc[v], means2d[v], opac[v], x_lo[v], y_lo[v], nx[v], ny[v],
+            k, a = _dense_block(abc[v], means2d[v], opac[v], lp_off[v], x_lo[v], y_lo[v], nx[v], ny[v],
                                 keybase[v], kx, ky, vbits, width)
             keys.append(k)
             alphas.append(a)
@@ -275,7 +291,7 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
     return torch.cat(keys), torch.cat(alphas)
 
 
-def _dense_block(abc, m2d, opac, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, vbits: int,
+def _dense_block(abc, m2d, opac, lp_off, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, vbits: int,
                  width: int):
     dev, dt = abc.device, abc.dtype
     ox = torch.arange(kx, device=dev)
@@ -287,7 +303,7 @@ def _dense_block(abc, m2d, opac, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, 
                   for j in range(3))
     dx = m2d[:, 0, None] - px
     dy = m2d[:, 1, None] - py
-    s2 = LOWPASS * ((dx * dx)[:, None, :] + (dy * dy)[:, :, None])
+    s2 = LOWPASS * ((dx * dx)[:, None, :] + (dy * dy)[:, :, None]) + lp_off[:, None, None]
     s3 = (cx * cx + cy * cy) / (cz * cz)          # inf/nan where the ray misses: min() then drops it
     alpha = (opac[:, None, None] * torch.exp(-0.5 * torch.minimum(s3, s2))).clamp_max(ALPHA_MAX)
     ok = alpha >= ALPHA_MIN
@@ -317,7 +333,7 @@ def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> to
 
 def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *,
                     sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
-                    depth_convention="intersection", absgrad=False) -> RenderOutput:
+                    depth_convention="intersection", absgrad=False, lowpass="area") -> RenderOutput:
     """Render surfels into every camera; see privsplat.render.rasterize for the arguments.
 
     meta: means2d [C,N,2] (its .grad is gsplat's means2d gradient: the screen-space
@@ -325,10 +341,12 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     gsplat), gradient_2dgs [C,N,2] (a zero leaf whose .grad is the loss gradient w.r.t.
     translating each surfel in the image, through the ray-transform branch, as gsplat's),
     radii [C,N,2] int32, depths [C,N], width, height, n_cameras, gaussian_ids=None,
-    n_pairs (pairs composited), n_candidates (pairs with alpha >= 1/255), depth_convention.
+    n_pairs (pairs composited), n_candidates (pairs with alpha >= 1/255), depth_convention,
+    lowpass.
     """
     if depth_convention not in ("intersection", "center"):
         raise PrivsplatError(f"depth_convention must be 'intersection' or 'center', got {depth_convention!r}")
+    check_lowpass(lowpass)
     check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_degree, backgrounds)
     dev, dt = means.device, means.dtype
     cams = cameras.to(dev, dt)
@@ -368,14 +386,17 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     col = visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
     D = col.shape[1]
     nrm = per_visible(proj.normals)
+    # from the rows with the shift folded in: gradient_2dgs is d loss / d T[0:2, 2] through every path
+    lp_off = lowpass_offset(M0, M1, M2) if lowpass == "area" else M2.new_zeros(V)
 
     with torch.no_grad():
         T_rows = torch.stack([M0, M1, M2], 1).detach()
-        lo, hi = _support_boxes(T_rows, m2d.detach(), opac.detach(), W, H)
+        lo, hi = _support_boxes(T_rows, m2d.detach(), opac.detach(), lp_off.detach(), W, H)
         key_dtype = torch.int32 if vbits + (C * H * W - 1).bit_length() <= 31 else torch.int64
         keybase = (((vc * H) * W << vbits) + torch.arange(V, device=dev)).to(key_dtype)
         abc = torch.cat([a, b, c], 1).detach()
-        keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lo, hi, keybase, vbits, W, H)
+        keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lp_off.detach(), lo, hi, keybase,
+                                        vbits, W, H)
         n_candidates = keys.numel()
         keys = _drop_terminated(keys, alphas, vbits)
         keys = keys.long()
@@ -388,10 +409,10 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         py = py.to(dt) + 0.5
 
     # Differentiable pass over the kept pairs, one 1-D tensor per quantity.
-    table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2.T, col.T, nrm.T], 0).contiguous()
+    table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2.T, lp_off[None], col.T, nrm.T], 0).contiguous()
     g = _GatherRows.apply(table, vid)
-    a0, a1, a2, b0, b1, b2, c0, c1, c2, gmx, gmy, go, t20, t21, gz = g[:15]
-    gcol, gnrm = g[15:15 + D], g[15 + D:18 + D]
+    a0, a1, a2, b0, b1, b2, c0, c1, c2, gmx, gmy, go, t20, t21, gz, goff = g[:16]
+    gcol, gnrm = g[16:16 + D], g[16 + D:19 + D]
     if absgrad and gmx.requires_grad:
         _attach_absgrad(proj.means2d, gmx, gmy, fv, vid)
 
@@ -399,7 +420,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     cy = a1 * px + (b1 * py + c1)
     cz = a2 * px + (b2 * py + c2)
     dx, dy = gmx - px, gmy - py
-    s2 = LOWPASS * (dx * dx + dy * dy)
+    s2 = LOWPASS * (dx * dx + dy * dy) + goff
     with torch.no_grad():  # which kernel gsplat uses; the other branch gets no gradient
         use3 = ((cx * cx + cy * cy) <= s2 * (cz * cz)) & (cz != 0)
     den = torch.where(use3, cz, torch.ones_like(cz))  # safe denominator: no 0*inf in backward
@@ -437,7 +458,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         "means2d": proj.means2d, "gradient_2dgs": shift, "radii": proj.radii, "depths": proj.depths,
         "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
         "n_pairs": int(pix.numel()), "n_candidates": int(n_candidates),
-        "depth_convention": depth_convention, "backend": "torch",
+        "depth_convention": depth_convention, "lowpass": lowpass, "backend": "torch",
     }
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()

@@ -57,7 +57,11 @@ def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
     normals = -grad[idx[:, 0], idx[:, 1], idx[:, 2]]
     norm = np.linalg.norm(normals, axis=1, keepdims=True)
     keep = norm[:, 0] > 1e-8
-    return pts[keep], normals[keep] / norm[keep], axis[1] - axis[0]
+    normals = normals[keep] / norm[keep]
+    # The centres of the outermost inside voxels lie half a voxel inside the carved boundary
+    # (about a pixel at 64 px, measured on a sphere): move them out onto it.
+    voxel = axis[1] - axis[0]
+    return pts[keep] + 0.5 * voxel * normals, normals, voxel
 
 
 def sample_hull(points: np.ndarray, normals: np.ndarray, voxel: float, n: int,
