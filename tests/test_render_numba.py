@@ -162,6 +162,29 @@ def test_area_lowpass_shrinks_only_small_surfels_blobs():
     torch.testing.assert_close(a.alpha, g.alpha, atol=1e-6, rtol=0)
 
 
+def test_edge_on_and_subpixel_surfels_match_torch_with_finite_gradients():
+    """The area low-pass at its extremes: an exactly edge-on surfel (det S = 0, the offset's
+    clamp), a nearly edge-on one and a sub-pixel one, in float64 against the torch backend."""
+    r = math.sqrt(0.5)
+    params = [torch.tensor([[0.0, 0.0, 0.0], [0.03, 0.02, 0.0], [-0.03, -0.01, 0.0]]),
+              torch.tensor([[r, 0.0, r, 0.0], [0.72, 0.0, 0.69, 0.05], [1.0, 0.1, 0.0, 0.0]]),
+              torch.tensor([[0.02, 0.01, 1e-3], [0.02, 0.015, 1e-3], [0.001, 0.0008, 1e-3]]),
+              torch.tensor([0.9, 0.8, 0.95]), torch.tensor([[1.0, 0.2, 0.1], [0.1, 1.0, 0.2], [0.2, 0.1, 1.0]])]
+    params = [p.double() for p in params]
+    cam = Cameras.from_numpy(intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)),
+                             32, 32).to("cpu", torch.float64)
+    outs = render_pair(params, cam)
+    for name in IMAGES:
+        torch.testing.assert_close(getattr(outs["numba"][0], name), getattr(outs["torch"][0], name),
+                                   atol=1e-9, rtol=1e-7)
+    assert float(outs["numba"][0].alpha.sum()) > 1.0
+    for out, _ in outs.values():
+        training_loss(out, torch.zeros(1, 32, 32, 3, dtype=torch.float64)).backward()
+    for x, y in zip(outs["numba"][1], outs["torch"][1]):
+        assert torch.isfinite(x.grad).all()
+        torch.testing.assert_close(x.grad, y.grad, atol=1e-7 * float(y.grad.abs().max()), rtol=1e-6)
+
+
 def test_huge_surfels_next_to_the_camera_match_torch():
     """Supports whose image is unbounded or far larger than the view (rows where the span
     quadratic opens downwards): the whole-image fallback must lose no pixel."""

@@ -18,10 +18,11 @@ the colours, e.g. SH, per visible surfel):
    pass walks each tile back to front, recovering T by division (gsplat's scheme, float64
    here), writes one gradient row per (tile, surfel) entry, and a serial sum over entries
    gives the per-surfel gradient, so results are bit-identical for any thread count.
-   lowpass="area": the per-surfel low-pass offset (common.lowpass_offset) is computed in
-   torch from the projected rows and enters as one more input; the kernels add it to the
-   low-pass exponent (and shrink the low-pass disc of the spans by it) and return its
-   gradient, d loss / d sigma summed over the pixels where the low-pass branch wins.
+   lowpass="area": the per-surfel low-pass offset (common.lowpass_offset, compiled here as
+   _lowpass_offset: in torch its small ops cost 5 ms per step at 20k surfels) joins the
+   surfel table; the kernels add it to the low-pass exponent (and shrink the low-pass disc
+   of the spans by it), its gradient is d loss / d sigma summed over the pixels where the
+   low-pass branch wins, and _scatter_table_grad carries it back to the rows of T.
 3. _DepthNormals: normals from the expected depth (common.depth_to_normals).
 
 All per-pixel arithmetic is float64; images and gradients come back in the inputs' dtype.
@@ -49,7 +50,6 @@ from .common import (
     T_MIN,
     check_lowpass,
     check_render_inputs,
-    lowpass_offset,
     visible_colors,
 )
 
@@ -58,7 +58,7 @@ SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a 
 # Columns of the per-visible-surfel table handed to the kernels.
 COL_A, COL_B, COL_C = 0, 3, 6     # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
 COL_M2D, COL_OPAC, COL_M2 = 9, 11, 12  # projected centre (2), opacity, row M2 = (t20, t21, z)
-COL_LP = 15                       # low-pass offset (common.lowpass_offset; 0 for lowpass="gsplat")
+COL_LP = 15                       # low-pass offset (_lowpass_offset; 0 for lowpass="gsplat")
 COL_FEAT = 16                     # colours (D), then normals (3)
 
 
@@ -636,10 +636,11 @@ def _cross(a0, a1, a2, b0, b1, b2):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, lp, tab, trows):
+def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, area, tab, trows):
     """Per visible surfel: a = M1 x M2, b = M2 x M0, c = M0 x M1 (the pixel -> (u, v) map),
-    means2d, opacity, M2, low-pass offset (lp [V], visible order), colour, normal. The densification shift moves the centre in the
-    image: it enters M0, M1's translation scaled by the centre depth (see torch_backend)."""
+    means2d, opacity, M2, low-pass offset (area: _lowpass_offset, else 0), colour, normal.
+    The densification shift moves the centre in the image: it enters M0, M1's translation
+    scaled by the centre depth (see torch_backend)."""
     D = col.shape[1]
     for v in range(vc.shape[0]):
         c, n = vc[v], vn[v]
@@ -662,13 +663,80 @@ def _gather_table(vc, vn, rows, m2d, nrm, opac, col, shift, lp, tab, trows):
         tab[v, COL_M2D] = m2d[c, n, 0]
         tab[v, COL_M2D + 1] = m2d[c, n, 1]
         tab[v, COL_OPAC] = opac[n]
-        tab[v, COL_LP] = lp[v]
+        tab[v, COL_LP] = _lowpass_offset(trows, v, area)
         for k in range(D):
             tab[v, COL_FEAT + k] = col[v, k]
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _screen_jacobian(t):
+    """common.lowpass_offset's J: d pixel / d (u, v) at the centre, from the rows t[0:9] of T."""
+    z = t[8]
+    inv_z2 = 1.0 / (z * z)
+    return ((t[0] * z - t[2] * t[6]) * inv_z2, (t[1] * z - t[2] * t[7]) * inv_z2,
+            (t[3] * z - t[5] * t[6]) * inv_z2, (t[4] * z - t[5] * t[7]) * inv_z2)
+
+
+LP_TINY = 1e-30  # common.lowpass_offset's clamp: an edge-on surfel's offset stays finite
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _lowpass_offset(trows, v, area):
+    """common.lowpass_offset of the rows trows[v] (0 when not area)."""
+    if not area:
+        return 0.0
+    j00, j01, j10, j11 = _screen_jacobian(trows[v])
+    dj = j00 * j11 - j01 * j10
+    det = dj * dj
+    tr = j00 * j00 + j01 * j01 + j10 * j10 + j11 * j11
+    s2 = 1.0 / LOWPASS
+    lp = math.log(det + s2 * tr + s2 * s2) - math.log(max(det, LP_TINY))
+    return lp - 2.0 * math.log(max(4.0 * det / max(tr * tr, LP_TINY), LP_TINY))
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _lowpass_offset_backward(t, g, gt):
+    """gt[0:9] += g * d _lowpass_offset / d (rows of T), t = those rows."""
+    j00, j01, j10, j11 = _screen_jacobian(t)
+    dj = j00 * j11 - j01 * j10
+    det = dj * dj
+    tr = j00 * j00 + j01 * j01 + j10 * j10 + j11 * j11
+    s2 = 1.0 / LOWPASS
+    inv_a = 1.0 / (det + s2 * tr + s2 * s2)
+    g_det, g_tr = inv_a, s2 * inv_a
+    if det > LP_TINY:
+        g_det -= 1.0 / det
+    if 4.0 * det / max(tr * tr, LP_TINY) > LP_TINY:  # -2 log(4 det / tr^2) unclamped
+        g_det -= 2.0 / det
+        if tr * tr > LP_TINY:
+            g_tr += 4.0 / tr
+    g_det *= g
+    g_tr *= g
+    # det = dj^2, tr = sum j^2
+    g00 = g_det * 2.0 * dj * j11 + g_tr * 2.0 * j00
+    g01 = -g_det * 2.0 * dj * j10 + g_tr * 2.0 * j01
+    g10 = -g_det * 2.0 * dj * j01 + g_tr * 2.0 * j10
+    g11 = g_det * 2.0 * dj * j00 + g_tr * 2.0 * j11
+    _jacobian_entry_backward(t, 0, 0, g00, gt)
+    _jacobian_entry_backward(t, 0, 1, g01, gt)
+    _jacobian_entry_backward(t, 1, 0, g10, gt)
+    _jacobian_entry_backward(t, 1, 1, g11, gt)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _jacobian_entry_backward(t, r, k, gj, gt):
+    """gt += gj * d j_rk / d t, j_rk = t[3r + k] / z - t[3r + 2] t[6 + k] / z^2, z = t[8]."""
+    z = t[8]
+    inv_z, inv_z2 = 1.0 / z, 1.0 / (z * z)
+    t_rk, t_r2, t_2k = t[3 * r + k], t[3 * r + 2], t[6 + k]
+    gt[3 * r + k] += gj * inv_z
+    gt[3 * r + 2] -= gj * t_2k * inv_z2
+    gt[6 + k] -= gj * t_r2 * inv_z2
+    gt[8] += gj * (2.0 * t_r2 * t_2k * inv_z2 * inv_z - t_rk * inv_z2)
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _scatter_table_grad(vc, vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift):
+def _scatter_table_grad(vc, vn, area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift):
     """Chain rule of _gather_table: table-row gradients back to rows, means2d, normals, ..."""
     D = g_col.shape[1]
     for v in range(vc.shape[0]):
@@ -687,6 +755,8 @@ def _scatter_table_grad(vc, vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col
             g_rows[c, n, 3 + k] = x1[k] + z1[k]
             g_rows[c, n, 6 + k] = x2[k] + y2[k] + gtab[v, COL_M2 + k]
             g_nrm[c, n, k] = gtab[v, COL_FEAT + D + k]
+        if area and gtab[v, COL_LP] != 0.0:  # before g_shift: the offset depends on T[0:2, 2] too
+            _lowpass_offset_backward(trows[v], gtab[v, COL_LP], g_rows[c, n])
         g_shift[c, n, 0] = g_rows[c, n, 2] * m2[2]
         g_shift[c, n, 1] = g_rows[c, n, 5] * m2[2]
         g_m2d[c, n, 0] = gtab[v, COL_M2D]
@@ -851,6 +921,7 @@ class _Raster:
         self.n_cams, self.H, self.W, self.center = n_cams, H, W, center
         self.absgrad_to = None  # (means2d, flat visible index) when absgrad was asked for
         self.threads = _use_torch_threads()
+        self.area = True  # lowpass="area"
 
     def prepare(self, tab: np.ndarray, trows: np.ndarray) -> None:
         V = tab.shape[0]
@@ -879,18 +950,17 @@ class _Raster:
 
 class _Composite(torch.autograd.Function):
     """(rows [C,N,9], means2d [C,N,2], normals [C,N,3], opacities [N], visible colours [V,D],
-    shift [C,N,2], low-pass offsets [V] or None (all 0)) -> images [C*H*W, D+7]: colours,
-    normals, sum w*depth, sum w, distortion, median depth."""
+    shift [C,N,2]) -> images [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
+    median depth. raster.area: the area low-pass (else gsplat's)."""
 
     @staticmethod
-    def forward(ctx, rows, m2d, nrm, opac, col, shift, lp, raster: _Raster):
+    def forward(ctx, rows, m2d, nrm, opac, col, shift, raster: _Raster):
         V, D = col.shape
         raster.D = D
         rows_np = _np(rows)
-        lp_np = np.zeros(V) if lp is None else _np(lp)
         tab, trows = np.empty((V, COL_FEAT + D + 3)), np.empty((V, 9))
         _gather_table(raster.vc, raster.vn, rows_np, _np(m2d), _np(nrm), _np(opac), _np(col), _np(shift),
-                      lp_np, tab, trows)
+                      raster.area, tab, trows)
         raster.prepare(tab, trows)
         n_pix = raster.n_cams * raster.H * raster.W
         img = np.empty((n_pix, D + 7), np.float32 if col.dtype == torch.float32 else np.float64)
@@ -903,7 +973,6 @@ class _Composite(torch.autograd.Function):
         raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
         ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
         ctx.dtypes = tuple(t.dtype for t in (rows, m2d, nrm, opac, col, shift))
-        ctx.lp_dtype = None if lp is None else lp.dtype
         # separate outputs: slicing one image tensor would cost a full-size zero gradient
         # per slice in the backward pass
         return tuple(torch.from_numpy(np.ascontiguousarray(img[:, a:b])) for a, b in _parts(D))
@@ -924,13 +993,12 @@ class _Composite(torch.autograd.Function):
         C, Nn = shape[0], shape[1]
         g_rows, g_m2d, g_nrm = np.zeros((C, Nn, 9)), np.zeros((C, Nn, 2)), np.zeros((C, Nn, 3))
         g_opac, g_col, g_shift = np.zeros(N), np.zeros((tab.shape[0], raster.D)), np.zeros((C, Nn, 2))
-        _scatter_table_grad(raster.vc, raster.vn, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
+        _scatter_table_grad(raster.vc, raster.vn, raster.area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
         if raster.absgrad_to is not None:
             means2d, fv = raster.absgrad_to
             means2d.absgrad.view(-1, 2).index_add_(0, fv, torch.from_numpy(absg).to(means2d.dtype))
         grads = (g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
-        g_lp = None if ctx.lp_dtype is None else torch.from_numpy(np.ascontiguousarray(gtab[:, COL_LP])).to(ctx.lp_dtype)
-        return tuple(torch.from_numpy(g).to(dt) for g, dt in zip(grads, ctx.dtypes)) + (g_lp, None)
+        return tuple(torch.from_numpy(g).to(dt) for g, dt in zip(grads, ctx.dtypes)) + (None,)
 
 
 def _parts(D: int) -> list[tuple[int, int]]:
@@ -995,8 +1063,8 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     if absgrad and means2d.requires_grad:
         means2d.absgrad = torch.zeros_like(means2d, requires_grad=False)
         raster.absgrad_to = (means2d, vc_t * N + vn_t)
-    lp = _lowpass_offsets(rows, shift, vc_t * N + vn_t) if lowpass == "area" else None
-    parts = _Composite.apply(rows, means2d, normals, opacities, col, shift, lp, raster)
+    raster.area = lowpass == "area"
+    parts = _Composite.apply(rows, means2d, normals, opacities, col, shift, raster)
     rgb, nrm_img, wd, acc, distortion, median = (x.view(C, H, W, -1) for x in parts)
     if backgrounds is not None:
         rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
@@ -1016,16 +1084,3 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
         depth_normals=_DepthNormals.apply(depth_exp, acc.detach(), cams.Ks, cams.viewmats),
         depth_expected=depth_exp, depth_median=median, distortion=distortion, meta=meta)
 
-
-def _lowpass_offsets(rows: torch.Tensor, shift: torch.Tensor, fv: torch.Tensor) -> torch.Tensor:
-    """common.lowpass_offset per visible surfel [V] (float64, in torch: autograd carries its
-    gradient back to the rows). As in the torch backend, the densification shift is folded
-    into M0, M1 first, so gradient_2dgs includes the offset's path."""
-    C, N = rows.shape[:2]
-    rv = rows.reshape(C * N, 9).index_select(0, fv)
-    M0, M1, M2 = rv[:, 0:3], rv[:, 3:6], rv[:, 6:9]
-    if shift.requires_grad:
-        sv = shift.reshape(C * N, 2).index_select(0, fv).to(rv.dtype) * M2[:, 2:].detach()
-        e_z = rv.new_tensor([0.0, 0.0, 1.0])
-        M0, M1 = M0 + sv[:, :1] * e_z, M1 + sv[:, 1:] * e_z
-    return lowpass_offset(M0, M1, M2)
