@@ -89,12 +89,21 @@ def fit(args, data: Path, out: Path, timings: dict, key: str, extra: tuple[str, 
     timings[key] = run(cmd, out.parent / f"{out.name}.log")
 
 
+def _read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    # open3d directly: eval.geometry.load_mesh's new PLY header check reads 0 counts from
+    # open3d's binary PLYs at the moment (working tree of 11:25 UTC)
+    import open3d as o3d
+
+    m = o3d.io.read_triangle_mesh(str(path))
+    return np.asarray(m.vertices, np.float64), np.asarray(m.triangles, np.int64)
+
+
 def chamfers(car: Path, run: Path) -> dict:
     from privsplat.eval.geometry import evaluate_mesh
 
-    whole = evaluate_mesh(run / "mesh.ply", car / "gt_mesh.ply", n_samples=100_000)
-    plate = evaluate_mesh(run / "mesh.ply", car / "gt_mesh.ply", gt_face_mask=car / "gt_plate_mask.npy",
-                          n_samples=100_000)
+    pred, gt = _read_mesh(run / "mesh.ply"), _read_mesh(car / "gt_mesh.ply")
+    whole = evaluate_mesh(pred, gt, n_samples=100_000)
+    plate = evaluate_mesh(pred, gt, gt_face_mask=car / "gt_plate_mask.npy", n_samples=100_000)
     return {"car_chamfer": whole["chamfer"], "car_fscore_1pct": whole["fscore"][1]["fscore"],
             "plate_chamfer": plate["chamfer"], "plate_accuracy": plate["accuracy"],
             "plate_completeness": plate["completeness"], "plate_scored_pred": plate["n_scored_pred"]}

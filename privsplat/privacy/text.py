@@ -14,15 +14,16 @@ every step leans toward protecting more:
    projected into every view looking at its front (within 105° of its normal, so an error in
    the normal errs toward protecting) — also where tesseract saw nothing, e.g. a plate at
    60-80°, or one hidden behind the car (whose region then costs some car pixels, never
-   privacy). Two ways, both used:
-   - on the object's visual hull (every view has an object mask): the box's centre and
+   privacy). Two ways:
+   - on the object's visual hull (where every view has an object mask): the box's centre and
      corners are ray-cast into the hull; the plane through those points gives the text's
      tilt. One reading is enough.
    - by triangulation: lines read in two or more views that meet at one 3D point (their
      rays pass within the text's own size of it, from directions 10°..130° apart, as one
      planar sign can be read from, and their readings share two characters, so a wheel
      read as "oO" cannot join a plate) span a rectangle on a plane through that point
-     facing the mean direction of those cameras.
+     facing the mean direction of those cameras (without masks, or for readings whose rays
+     miss the hull).
    Rectangles are grown to a plate's field around its characters (x1.3 wide, x1.8 high).
 3. Every region is grown by `margin_px` plus a fifth of its height.
 A view where nothing is found and no anchored text faces it stays RGB: without a reading,
@@ -324,13 +325,15 @@ def hull_depths(origin: np.ndarray, dirs: np.ndarray, frames, masks, samples: in
 
 
 def hull_anchor(s: _Sighting, frames, masks) -> Anchor | None:
-    """Text read in one view, placed on the object's visual hull: its centre and box corners are
-    ray-cast into the hull, and the plane through those points gives its tilt (facing the camera
+    """Text read in one view, placed on the object's visual hull: its centre and four points
+    halfway to its box corners are ray-cast into the hull, and the plane through those points gives its tilt (facing the camera
     where they do not span a plane). None where the ray misses the hull."""
     f = frames[s.view]
     R, Kinv = f.w2c[:3, :3], np.linalg.inv(f.K)
     x0, y0, x1, y1 = s.line.box
-    pix = [(0.5 * (x0 + x1), 0.5 * (y0 + y1)), (x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    cx, cy, hx, hy = 0.5 * (x0 + x1), 0.5 * (y0 + y1), 0.25 * (x1 - x0), 0.25 * (y1 - y0)
+    # points halfway to the box corners: an axis-aligned box around tilted text has corners off it
+    pix = [(cx, cy), (cx - hx, cy - hy), (cx + hx, cy - hy), (cx + hx, cy + hy), (cx - hx, cy + hy)]
     dirs = np.stack([R.T @ (Kinv @ np.array([px, py, 1.0])) for px, py in pix])
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     t = hull_depths(s.origin, dirs, frames, masks)
@@ -409,10 +412,16 @@ def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float
         w = find_words(load_rgb(f), min_conf)
         words.append(w)
         sightings += [_sighting(i, ln, f) for ln in merge_lines(w)]
-    anchors = anchor_text(sightings, frames)
     masks = [load_mask(f) for f in frames]
-    if all(m is not None for m in masks):  # every sure reading, placed on the object's hull
-        anchors += [a for s in sightings if (a := hull_anchor(s, frames, masks)) is not None]
+    if all(m is not None for m in masks):
+        # Every sure reading placed on the object's hull. Its tilt comes from the hull (within 2°
+        # on the car), triangulation's from the cameras' mean direction (25-50° off), which
+        # made its rectangles several times larger: use it only for readings the hull misses.
+        placed = [(s, hull_anchor(s, frames, masks)) for s in sightings]
+        anchors = [a for _, a in placed if a is not None]
+        anchors += anchor_text([s for s, a in placed if a is None], frames)
+    else:
+        anchors = anchor_text(sightings, frames)
     out = {}
     for i, f in enumerate(frames):
         shape = (f.height, f.width)
