@@ -227,7 +227,7 @@ def _cast(scene, K, w2c, width, height):
     return eye, dirs, scene.cast_rays(o3d.core.Tensor(rays))
 
 
-def render_car_view(scene, F, part, fnormals, textures, body_colour, K, w2c, width, height
+def render_car_view(scene, part, fnormals, textures, body_colour, K, w2c, width, height
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(rgb [H,W,3], car coverage [H,W], plate id -> coverage [H,W]), all floats in 0..1."""
     eye, dirs, hit = _cast(scene, K, w2c, width, height)
@@ -351,7 +351,7 @@ def synthesize_car(out: str | Path = "car", views: int = 48, resolution: int = 2
         entries, records, plate_frames = [], [], []
         for i, (az, el, eye) in enumerate(orbit_cameras(views, center, distance)):
             w2c = look_at(eye, center)
-            rgb, cover, plates = render_car_view(scene, F, part, fn, textures, body_colour, K, w2c,
+            rgb, cover, plates = render_car_view(scene, part, fn, textures, body_colour, K, w2c,
                                                  resolution, resolution)
             name = f"frame_{i:03d}"
             img_path, mask_path = tmp / "images" / f"{name}.png", tmp / "masks" / f"{name}.png"
