@@ -113,6 +113,10 @@ class DensifyConfig:
 class RenderConfig:
     backend: Literal["auto", "torch", "gsplat", "numba"] = "auto"
     """auto: gsplat on CUDA, the compiled numba rasterizer on the CPU (torch where numba is missing)."""
+    lowpass: Literal["area", "gsplat"] = "area"
+    """Screen-space low-pass: area = each surfel's blob carries its own screen area (silhouettes stay
+    where they are); gsplat = gsplat's full-strength blob, which widens silhouettes and puts the fitted
+    surface about a pixel inside (the gsplat CUDA backend has only this one)."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 

@@ -76,8 +76,9 @@ def mean_spacing(points: np.ndarray, k: int = 3) -> np.ndarray:
 
 class SurfelModel(torch.nn.Module):
     def __init__(self, params: dict[str, torch.Tensor], colour_model: str, sh_degree: int,
-                 view_residual: bool, light: torch.Tensor | None = None):
+                 view_residual: bool, light: torch.Tensor | None = None, lowpass: str = "area"):
         super().__init__()
+        self.lowpass = lowpass
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in params.items()})
         self.colour_model = colour_model
         self.sh_degree = sh_degree
@@ -110,7 +111,7 @@ class SurfelModel(torch.nn.Module):
         else:
             p["sh0"] = torch.tensor((colours - 0.5) / SH_C0, dtype=torch.float32)[:, None, :]
             p["shN"] = torch.zeros(n, k - 1, 3)
-        return cls(p, cfg.colour_model, cfg.sh_degree, cfg.view_residual)
+        return cls(p, cfg.colour_model, cfg.sh_degree, cfg.view_residual, lowpass=cfg.lowpass)
 
     # --- accessors ---
     @property
@@ -159,7 +160,7 @@ class SurfelModel(torch.nn.Module):
         p = self.params
         return rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
                          colours, cameras, sh_degree=sh_degree, backgrounds=bg, backend=backend,
-                         depth_convention=depth_convention)
+                         depth_convention=depth_convention, lowpass=self.lowpass)
 
     # --- export ---
     def baked_colours(self, outward_from: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,12 +177,13 @@ class SurfelModel(torch.nn.Module):
     def state(self) -> dict:
         return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "light": self.light.detach().cpu(), "colour_model": self.colour_model,
-                "sh_degree": self.sh_degree, "view_residual": self.view_residual}
+                "sh_degree": self.sh_degree, "view_residual": self.view_residual, "lowpass": self.lowpass}
 
     @classmethod
     def from_state(cls, state: dict, device="cpu") -> "SurfelModel":
         m = cls({k: v.clone() for k, v in state["params"].items()}, state["colour_model"],
-                state["sh_degree"], state["view_residual"], state["light"].clone())
+                state["sh_degree"], state["view_residual"], state["light"].clone(),
+                state.get("lowpass", "gsplat"))  # runs saved before the option rendered as gsplat does
         return m.to(device)
 
 
