@@ -84,7 +84,7 @@ class JobResult:
     status: str                  # done | skipped (done by an earlier run) | failed | refused
     run_dir: Path
     error: str | None = None
-    seconds: float | None = None  # wall time of the task (all attempts)
+    seconds: float | None = None  # from the first attempt's start on a worker to the end (not queueing)
     attempts: int = 0
     summary: dict = field(default_factory=dict)  # a few numbers from metrics.json / eval.json
 
@@ -365,7 +365,6 @@ def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], addre
         slots = _slots(ray, cpus, gpus)
         device, threads = ("cuda" if gpus > 0 else "cpu"), max(1, int(cpus))
         pending = {task.remote(j.spec(), str(out / j.name), device, threads): j for j in jobs}
-        begun = {j.name: time.time() for j in jobs}
         durations: list[float] = []
         last_counts: tuple = ()
         last_time = 0.0
@@ -373,7 +372,7 @@ def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], addre
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
             for ref in ready:
                 job = pending.pop(ref)
-                r = _collect(ray, ref, job, out / job.name, time.time() - begun[job.name], retries)
+                r = _collect(ray, ref, job, out / job.name, retries)
                 results[job.name] = _record(r, job)
                 durations.append(r.seconds or 0.0)  # a job that failed late took its time too
                 log.info("batch: %s %s%s", job.name, r.status, f": {r.error}" if r.error else "")
@@ -418,10 +417,12 @@ def _slots(ray, cpus: float, gpus: float) -> int:
     return max(n, 1)
 
 
-def _collect(ray, ref, job: Job, run: Path, seconds: float, retries: int) -> JobResult:
+def _collect(ray, ref, job: Job, run: Path, retries: int) -> JobResult:
     from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
-    attempts = len(read_attempts(run))
+    starts = read_attempts(run)
+    seconds = time.time() - starts[0]["started"] if starts else 0.0
+    attempts = len(starts)
     try:
         res = ray.get(ref)
     except RayTaskError as e:  # an unexpected exception in the job: a bug, not bad input
