@@ -11,6 +11,9 @@ job (privsplat.batch.run_job: fit -> mesh -> eval -> report, one torch thread):
     .venv/bin/python scripts/bench_batch.py --out /tmp/bb --size small        # a quick check
 
 Prints JSON (also written to OUT/bench_batch.json). Timings on a shared machine are noisy.
+Ray workers import privsplat from the driver's working directory first: while the tree is being
+edited, run from outside it (e.g. `git archive HEAD privsplat configs` into a folder on
+PYTHONPATH, `cd /tmp`), or the two sides may run different code.
 """
 
 from __future__ import annotations
