@@ -33,6 +33,7 @@ cached by numba (cache=True) next to this file or in the user's cache directory.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba as nb
 import numpy as np
@@ -52,6 +53,10 @@ from .common import (
     check_render_inputs,
     visible_colors,
 )
+
+# numba probes its TBB layer when the parallel kernels first run and warns when the system TBB is
+# too old; it then uses OpenMP, which is what we want: the warning is noise for a user.
+warnings.filterwarnings("ignore", message="The TBB threading layer requires TBB", category=nb.NumbaWarning)
 
 TILE = 16           # pixels per tile side (spans are exact, so the size only sets per-entry overhead)
 SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a pixel
