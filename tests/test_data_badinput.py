@@ -40,6 +40,10 @@ def edit(d: Path, fn):
     (lambda m: m["frames"][0].update(transform_matrix=np.diag([2, 2, 2, 1]).tolist()), "orthonormal"),
     (lambda m: m.pop("fl_x"), "focal length"),
     (lambda m: m.update(fl_x=-3), "positive focal"),
+    (lambda m: m.update(fl_x=1e308), "implausible"),
+    (lambda m: m.update(cx=1e9), "principal point"),
+    (lambda m: [f.update(transform_matrix=[[1, 0, 0, 1e-9 * i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]])
+                for i, f in enumerate(m["frames"])], "coincide"),
     (lambda m: m.update(camera_model="EQUIRECTANGULAR", k1=0.1), "not supported"),
     (lambda m: m.update(k1=0.1, k4=0.2), "k4"),
     (lambda m: m["frames"][0].update(privsplat_kind="secret"), "privsplat_kind"),

@@ -175,6 +175,19 @@ def test_simple_pinhole_and_sparse_root(tmp_path):
     np.testing.assert_allclose(d.frames[1].K, [[30, 0, 12], [0, 30, 8], [0, 0, 1]])
 
 
+def test_colmap_images_txt_without_points_lines_keeps_every_image(tmp_path):
+    """Some writers leave out the (empty) POINTS2D line; every second image was dropped silently."""
+    Ks, w2cs = scene(4)
+    write_images(tmp_path, 4)
+    cams = {1: ColmapCamera("PINHOLE", W, H, np.array([30.0, 31.0, 12.0, 8.0]))}
+    imgs = {i + 1: ColmapImage(rotation_to_qvec(w[:3, :3]), w[:3, 3], 1, f"im{i}.png") for i, w in enumerate(w2cs)}
+    write_model_txt(tmp_path / "sparse", cams, imgs)
+    txt = tmp_path / "sparse" / "images.txt"
+    lines = [ln for ln in txt.read_text().splitlines() if ln.strip()]  # no POINTS2D lines at all
+    txt.write_text("\n".join(lines) + "\n")
+    assert [f.name for f in load_dataset(tmp_path).frames] == [f"im{i}" for i in range(4)]
+
+
 def test_decompose_projection_signs():
     K = np.array([[50.0, 0.5, 20], [0, 60, 10], [0, 0, 1]])
     w2c = look_at(np.array([1.0, 2, 3]), np.zeros(3))

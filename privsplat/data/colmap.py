@@ -176,8 +176,21 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
         vals = [float(t) for t in tok[1:8]]
         images[int(tok[0])] = ColmapImage(np.array(vals[:4]), np.array(vals[4:]), int(tok[8]),
                                           " ".join(tok[9:]))
-        i += 2  # the next line holds the 2D points (possibly empty)
+        # The next line holds the 2D points (possibly empty): (x, y, id) triples. Writers that leave
+        # it out would otherwise make us skip every second image silently.
+        i += 2 if i + 1 < len(lines) and _is_points_line(lines[i + 1]) else 1
     return images
+
+
+def _is_points_line(line: str) -> bool:
+    tok = line.split()
+    if len(tok) % 3:
+        return False
+    try:
+        [float(t) for t in tok]
+    except ValueError:
+        return False
+    return True
 
 
 def write_model_txt(model_dir: Path, cams: dict[int, ColmapCamera], images: dict[int, ColmapImage]) -> None:

@@ -80,6 +80,15 @@ def check_intrinsics(K: np.ndarray, width: int, height: int, where: str) -> np.n
                              f"fx={K[0, 0]!r}, fy={K[1, 1]!r}")
     if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
         raise PrivsplatError(f"{where}: image size must be positive integers, got {width!r}x{height!r}")
+    side = max(width, height)
+    # a field of view under ~0.06 degrees, or a principal point far outside the image, is a unit or
+    # field mix-up (e.g. fl_x in micrometres), not a camera
+    if K[0, 0] > 1000 * side or K[1, 1] > 1000 * side:
+        raise PrivsplatError(f"{where}: focal length fx={K[0, 0]:.4g}, fy={K[1, 1]:.4g} px is implausible for a "
+                             f"{width}x{height} image (a field of view under 0.06 degrees); focal lengths are in pixels")
+    if not (-10 * width <= K[0, 2] <= 11 * width and -10 * height <= K[1, 2] <= 11 * height):
+        raise PrivsplatError(f"{where}: principal point ({K[0, 2]:.4g}, {K[1, 2]:.4g}) is far outside the "
+                             f"{width}x{height} image; cx, cy are in pixels")
     return K
 
 

@@ -49,8 +49,13 @@ def scene_normalisation(frames: list[Frame], masks: list[np.ndarray | None]) -> 
     axes = R[:, 2, :]  # camera +z in world
     center = closest_point_to_axes(centers, axes) if len(frames) > 1 else centers[0] + axes[0]
     dists = np.linalg.norm(centers - center, axis=1)
-    if not np.all(np.isfinite(center)) or np.median(dists) <= 1e-12:
-        raise PrivsplatError("cannot place the scene: the cameras coincide; check the camera poses")
+    spread = float(np.linalg.norm(centers - centers.mean(0), axis=1).max()) if len(frames) > 1 else 1.0
+    extent = max(float(np.abs(centers).max()), float(np.median(dists)), 1e-300)
+    # Cameras closer together than a millionth of the scene's extent carry no parallax: the look-at
+    # point and scale computed from them are noise (seen: a scale of 2e9).
+    if not np.all(np.isfinite(center)) or np.median(dists) <= 1e-12 or spread < 1e-6 * extent:
+        raise PrivsplatError("cannot place the scene: the cameras coincide (their positions differ by less "
+                             "than a millionth of the scene's size); check the camera poses")
     if masks and all(m is not None for m in masks):
         radii = [r for f, m in zip(frames, masks) if (r := silhouette_radius(f, m, center)) is not None]
         if radii and np.median(radii) > 1e-12:
