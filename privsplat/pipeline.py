@@ -38,8 +38,8 @@ log = logging.getLogger("privsplat")
 RUN_OUTPUTS = ("config.yaml", "checkpoints", "splats.ply", "mesh.ply", "metrics.json", "losses.jsonl",
                "renders", "report.html")
 LOCK_NAME = ".privsplat.lock"
-# Files other commands keep beside a run (a batch's job log, an eval): neither deleted nor foreign.
-RUN_COMPANIONS = (LOCK_NAME, "eval.json", "attempts.jsonl", "fit.log", "batch_job.json", "error.txt")
+# Files other commands keep beside a run (a batch's eval): neither deleted nor foreign.
+RUN_COMPANIONS = (LOCK_NAME, "eval.json")
 
 
 def setup_logging() -> None:

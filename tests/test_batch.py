@@ -90,6 +90,7 @@ def test_driver_check_refuses_unprotected_and_altered_inputs(synth_head, protect
         check_job(Job("nogt", protected_head, gt=protected_head / "missing.ply"))
 
 
+@pytest.mark.slow  # two short fits
 def test_job_error_is_recorded_and_a_rerun_resumes(protected_head, tmp_path):
     """run_job (the Ray task's body, called here directly): a job failing late (a ground truth
     that is no mesh) returns its clean error; run again, it resumes from the finished checkpoint."""

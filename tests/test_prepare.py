@@ -38,6 +38,7 @@ def prepared(tmp_path_factory):
     return root, report, poses
 
 
+@pytest.mark.slow  # SfM on 30 photos: 12-30 s
 def test_prepare_recovers_poses(prepared):
     root, report, gt = prepared
     assert report.total == 30 and len(report.registered) == 30 and not report.failed
@@ -59,6 +60,7 @@ def test_prepare_recovers_poses(prepared):
           f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}")
 
 
+@pytest.mark.slow  # SfM on 30 photos: 12-30 s
 def test_prepare_undistorts_to_the_render_of_a_pinhole_camera(prepared):
     """The output image is what a pinhole camera with the dataset's K sees (SfM's lens estimate is right)."""
     root, _, gt = prepared

@@ -118,6 +118,7 @@ def test_gradients_match_torch(convention, lowpass):
 
 @pytest.mark.parametrize("lowpass", ["area", "gsplat"])
 @pytest.mark.parametrize("convention", ["intersection", "center"])
+@pytest.mark.slow  # compiles the float64 kernels
 def test_float64_matches_torch_to_rounding(convention, lowpass):
     """In float64 both backends compute the same function: any difference beyond rounding
     (a missed pixel, a wrong derivative term, e.g. the low-pass offset's) would show here."""
@@ -226,6 +227,7 @@ def test_sh_colours_backgrounds_and_per_camera_colours():
         torch.testing.assert_close(a[1][0].grad, b[1][0].grad, atol=1e-2, rtol=1e-3)
 
 
+@pytest.mark.slow  # compiles the parallel kernels
 def test_deterministic_and_thread_count_independent():
     params, cams = scene(n=800, size=40, seed=5)
     before = torch.get_num_threads()

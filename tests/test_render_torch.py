@@ -336,6 +336,7 @@ def test_densification_with_default_strategy():
     assert counts[3] > 1.5 * counts[0] and counts[-1] > counts[3], counts
 
 
+@pytest.mark.slow  # a short optimisation
 def test_small_fit_reduces_loss():
     torch.manual_seed(0)
     gt = random_scene(120, seed=6, spread=0.3, scale=(0.04, 0.1))

@@ -151,7 +151,7 @@ def _hostile_run(tmp_path: Path, data: Path) -> tuple[Path, Path]:
     return run, marker
 
 
-@pytest.mark.parametrize("command", ["fit-resume", "mesh", "privacy-eval"])
+@pytest.mark.parametrize("command", [pytest.param("fit-resume", marks=pytest.mark.slow), "mesh", "privacy-eval"])
 def test_a_crafted_checkpoint_never_executes(command, protected_head, synth_head, tmp_path, capsys):
     from privsplat.commands import main
 

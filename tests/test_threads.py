@@ -26,6 +26,9 @@ print(json.dumps({"returned": n, "torch": torch.get_num_threads(), "wait": os.en
 """
 
 
+pytestmark = pytest.mark.slow  # fresh interpreters: ~16 s
+
+
 def probe(when: str, threads: int, **env) -> dict:
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", PROBE, when, str(threads)], env={**base, **env},
