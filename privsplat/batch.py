@@ -38,10 +38,10 @@ log = logging.getLogger("privsplat")
 # The batch's own files live in DIR/.batch/<job>/, not in the run folder DIR/<job>/: a run folder
 # holds what a fit writes and nothing else (fit --overwrite refuses a folder with foreign files).
 STATE_DIR = ".batch"
-JOB_RECORD = "job.json"          # the job's spec, status, error, attempts, seconds
+JOB_RECORD = "job.json"  # the job's spec, status, error, attempts, seconds
 ATTEMPTS_LOG = "attempts.jsonl"  # one line per start of the job's task
-JOB_LOG = "job.log"              # the job's log lines
-ERROR_TXT = "error.txt"          # the traceback of an unexpected exception
+JOB_LOG = "job.log"  # the job's log lines
+ERROR_TXT = "error.txt"  # the traceback of an unexpected exception
 JOB_KEYS = {"name", "dataset", "preset", "overrides", "gt", "gt_face_mask"}
 FINAL = ("done", "skipped", "failed", "refused")
 
@@ -54,34 +54,46 @@ class Job:
     dataset: Path
     preset: str = "head64"
     overrides: dict[str, Any] = field(default_factory=dict)  # FitConfig fields over the preset
-    gt: Path | None = None             # ground-truth mesh: evaluate mesh.ply against it
-    gt_face_mask: Path | None = None   # per-GT-vertex .npy: score the face region only
+    gt: Path | None = None  # ground-truth mesh: evaluate mesh.ply against it
+    gt_face_mask: Path | None = None  # per-GT-vertex .npy: score the face region only
 
     def spec(self) -> dict:
         """JSON form: what a finished job is compared with on a re-run."""
-        return {"name": self.name, "dataset": str(self.dataset), "preset": self.preset,
-                "overrides": self.overrides, "gt": str(self.gt) if self.gt else None,
-                "gt_face_mask": str(self.gt_face_mask) if self.gt_face_mask else None}
+        return {
+            "name": self.name,
+            "dataset": str(self.dataset),
+            "preset": self.preset,
+            "overrides": self.overrides,
+            "gt": str(self.gt) if self.gt else None,
+            "gt_face_mask": str(self.gt_face_mask) if self.gt_face_mask else None,
+        }
 
     def resolved(self) -> "Job":
         """The same job with absolute paths: a Ray worker's working directory is not the driver's."""
+
         def res(p):
             return None if p is None else Path(p).expanduser().resolve()
 
-        return Job(self.name, res(self.dataset), self.preset, dict(self.overrides), res(self.gt),
-                   res(self.gt_face_mask))
+        return Job(
+            self.name, res(self.dataset), self.preset, dict(self.overrides), res(self.gt), res(self.gt_face_mask)
+        )
 
     @classmethod
     def from_spec(cls, d: dict) -> "Job":
-        return cls(d["name"], Path(d["dataset"]), d["preset"], dict(d["overrides"]),
-                   Path(d["gt"]) if d.get("gt") else None,
-                   Path(d["gt_face_mask"]) if d.get("gt_face_mask") else None)
+        return cls(
+            d["name"],
+            Path(d["dataset"]),
+            d["preset"],
+            dict(d["overrides"]),
+            Path(d["gt"]) if d.get("gt") else None,
+            Path(d["gt_face_mask"]) if d.get("gt_face_mask") else None,
+        )
 
 
 @dataclass
 class JobResult:
     name: str
-    status: str                  # done | skipped (done by an earlier run) | failed | refused
+    status: str  # done | skipped (done by an earlier run) | failed | refused
     run_dir: Path
     error: str | None = None
     seconds: float | None = None  # from the first attempt's start on a worker to the end (not queueing)
@@ -104,8 +116,10 @@ class Progress:
 
     def line(self) -> str:
         eta = "?" if self.eta_s is None else _duration(self.eta_s)
-        return (f"batch: {self.done}/{self.total} done, {self.running} running, {self.queued} queued, "
-                f"{self.failed} failed; {_duration(self.elapsed_s)} elapsed, ETA {eta}")
+        return (
+            f"batch: {self.done}/{self.total} done, {self.running} running, {self.queued} queued, "
+            f"{self.failed} failed; {_duration(self.elapsed_s)} elapsed, ETA {eta}"
+        )
 
 
 def state_dir(run_dir: Path) -> Path:
@@ -115,6 +129,7 @@ def state_dir(run_dir: Path) -> Path:
 
 
 # --- reading JOBS ----------------------------------------------------------------------------
+
 
 def load_jobs(jobs: str | Path) -> list[Job]:
     """A folder of datasets (every non-hidden sub-folder is one job, named after it) or a YAML
@@ -130,8 +145,9 @@ def load_jobs(jobs: str | Path) -> list[Job]:
 
 def _jobs_from_folder(root: Path) -> list[Job]:
     if any((root / n).exists() for n in ("transforms.json", "cameras.npz", "sparse")):
-        raise PrivsplatError(f"{root} is one dataset, not a folder of datasets; pass its parent folder "
-                             "or list it in a .yaml job file")
+        raise PrivsplatError(
+            f"{root} is one dataset, not a folder of datasets; pass its parent folder or list it in a .yaml job file"
+        )
     subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subs:
         raise PrivsplatError(f"{root} holds no dataset folders; put one protected dataset per sub-folder")
@@ -177,11 +193,18 @@ def _job_from_entry(entry, i: int, base: Path, path: Path) -> Job:
     name = str(entry.get("name") or dataset.name)
     if not name or "/" in name or name.startswith("."):
         raise PrivsplatError(f"{path}: job {i + 1} has an unusable name {name!r} (it names a folder in --out)")
-    return Job(name, dataset, str(entry.get("preset", "head64")), overrides, resolve(entry.get("gt")),
-               resolve(entry.get("gt_face_mask")))
+    return Job(
+        name,
+        dataset,
+        str(entry.get("preset", "head64")),
+        overrides,
+        resolve(entry.get("gt")),
+        resolve(entry.get("gt_face_mask")),
+    )
 
 
 # --- the driver-side check -------------------------------------------------------------------
+
 
 def job_config(job: Job):
     """The job's FitConfig: its preset with its overrides (unknown keys raise PrivsplatError)."""
@@ -203,14 +226,17 @@ def check_job(job: Job, allow_unprotected: bool = False) -> None:
     # Verifies the manifest (every file's SHA-256; every sensitive frame a protected |g| image).
     dataset = load_dataset(job.dataset, warn_unprotected=False)
     if dataset.protection is None and not allow_unprotected:
-        raise PrivsplatError(f"{job.dataset} has no protection manifest: it is not a protected dataset. Run "
-                             "`privsplat protect` on it first (a batch only takes protected data)")
+        raise PrivsplatError(
+            f"{job.dataset} has no protection manifest: it is not a protected dataset. Run "
+            "`privsplat protect` on it first (a batch only takes protected data)"
+        )
     for what, p in (("gt", job.gt), ("gt_face_mask", job.gt_face_mask)):
         if p is not None and not p.is_file():
             raise PrivsplatError(f"{what} file {p} does not exist")
 
 
 # --- the task (runs on a Ray worker) ---------------------------------------------------------
+
 
 def run_job(spec: dict, run_dir: str, device: str = "cpu", threads: int = 1) -> dict:
     """fit → mesh → (eval) → report for one job; resumes from the run's checkpoint when there
@@ -241,8 +267,19 @@ def _pipeline(job: Job, run: Path, device: str, threads: int, resume: bool) -> d
     from .report import EVAL_NAME, write_report
 
     # overwrite=True without a checkpoint: a failed earlier attempt may have left some outputs.
-    metrics = fit_run(job.dataset, run, job_config(job), device=device, resume=resume, overwrite=not resume,
-                      progress=False, preset=job.preset, threads=threads, mesh=True, report=False)
+    metrics = fit_run(
+        job.dataset,
+        run,
+        job_config(job),
+        device=device,
+        resume=resume,
+        overwrite=not resume,
+        progress=False,
+        preset=job.preset,
+        threads=threads,
+        mesh=True,
+        report=False,
+    )
     summary = {"surfels": metrics.get("surfels"), "fit_mesh_seconds": metrics.get("total_seconds")}
     if job.gt is not None:
         from .eval.geometry import evaluate_mesh
@@ -298,10 +335,20 @@ def read_attempts(run: Path) -> list[dict]:
 
 # --- the driver ------------------------------------------------------------------------------
 
-def run_batch(jobs: str | Path | list[Job], out: str | Path, address: str | None = None,
-              gpus_per_job: float = 0, cpus_per_job: float = 1, max_retries: int = 2, *,
-              num_cpus: int | None = None, allow_unprotected: bool = False, poll_s: float = 2.0,
-              on_progress: Callable[[Progress], None] | None = None) -> dict:
+
+def run_batch(
+    jobs: str | Path | list[Job],
+    out: str | Path,
+    address: str | None = None,
+    gpus_per_job: float = 0,
+    cpus_per_job: float = 1,
+    max_retries: int = 2,
+    *,
+    num_cpus: int | None = None,
+    allow_unprotected: bool = False,
+    poll_s: float = 2.0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict:
     """Run every job as a Ray task; write DIR/summary.json, summary.md and index.html.
 
     address: None = start a local Ray sized to the machine (num_cpus: override its CPU count);
@@ -327,11 +374,17 @@ def run_batch(jobs: str | Path | list[Job], out: str | Path, address: str | None
             to_run.append(job)
         else:
             results[job.name] = r
-    log.info("batch: %d jobs: %d to run, %d already done, %d refused", len(job_list), len(to_run),
-             sum(r.status == "skipped" for r in results.values()), sum(r.status == "refused" for r in results.values()))
+    log.info(
+        "batch: %d jobs: %d to run, %d already done, %d refused",
+        len(job_list),
+        len(to_run),
+        sum(r.status == "skipped" for r in results.values()),
+        sum(r.status == "refused" for r in results.values()),
+    )
     if to_run:
-        _run_on_ray(to_run, out, results, address, gpus_per_job, cpus_per_job, max_retries, num_cpus,
-                    poll_s, on_progress, t0)
+        _run_on_ray(
+            to_run, out, results, address, gpus_per_job, cpus_per_job, max_retries, num_cpus, poll_s, on_progress, t0
+        )
     summary = write_summary(out, [results[j.name] for j in job_list], time.time() - t0)
     log.info("batch: %s", ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v) or "nothing to do")
     return summary
@@ -343,12 +396,24 @@ def _before_scheduling(job: Job, out: Path, allow_unprotected: bool) -> JobResul
     prev = _read_json(state_dir(run) / JOB_RECORD)
     if prev and prev.get("spec") != job.spec() and (run / "checkpoints").exists():
         # Resuming (or skipping) a run of another dataset, preset or overrides would be wrong.
-        return JobResult(job.name, "refused", run, error=(
-            f"{run} holds a run of a different job spec (dataset, preset or overrides changed); "
-            "delete that folder or use another --out"))
+        return JobResult(
+            job.name,
+            "refused",
+            run,
+            error=(
+                f"{run} holds a run of a different job spec (dataset, preset or overrides changed); "
+                "delete that folder or use another --out"
+            ),
+        )
     if prev and prev.get("status") == "done" and (run / "report.html").is_file():
-        return JobResult(job.name, "skipped", run, seconds=prev.get("seconds"),
-                         attempts=prev.get("attempts", 0), summary=prev.get("summary", {}))
+        return JobResult(
+            job.name,
+            "skipped",
+            run,
+            seconds=prev.get("seconds"),
+            attempts=prev.get("attempts", 0),
+            summary=prev.get("summary", {}),
+        )
     try:
         check_job(job, allow_unprotected)
     except PrivsplatError as e:
@@ -356,12 +421,22 @@ def _before_scheduling(job: Job, out: Path, allow_unprotected: bool) -> JobResul
     return None
 
 
-def _run_on_ray(jobs: list[Job], out: Path, results: dict[str, JobResult], address, gpus, cpus, retries,
-                num_cpus, poll_s, on_progress, t0) -> None:
+def _run_on_ray(
+    jobs: list[Job],
+    out: Path,
+    results: dict[str, JobResult],
+    address,
+    gpus,
+    cpus,
+    retries,
+    num_cpus,
+    poll_s,
+    on_progress,
+    t0,
+) -> None:
     ray, started = _start_ray(address, num_cpus)
     try:
-        task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
-                                           retry_exceptions=False)
+        task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False)
         slots = _slots(ray, cpus, gpus)
         device, threads = ("cuda" if gpus > 0 else "cpu"), max(1, int(cpus))
         pending = {task.remote(j.spec(), str(out / j.name), device, threads): j for j in jobs}
@@ -399,12 +474,18 @@ def _start_ray(address: str | None, num_cpus: int | None):
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
     except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError... for the same cause
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise PrivsplatError(f"could not start or reach {where}: {e}. Check `ray status` (cluster) "
-                             "or run without --address for a local instance") from None
+        raise PrivsplatError(
+            f"could not start or reach {where}: {e}. Check `ray status` (cluster) "
+            "or run without --address for a local instance"
+        ) from None
     return ray, True
 
 
@@ -428,16 +509,29 @@ def _collect(ray, ref, job: Job, run: Path, retries: int) -> JobResult:
     except RayTaskError as e:  # an unexpected exception in the job: a bug, not bad input
         cause = e.cause if getattr(e, "cause", None) is not None else e
         _write_traceback(run, str(e))
-        return JobResult(job.name, "failed", run, f"{type(cause).__name__}: {cause} (traceback in "
-                         f"{STATE_DIR}/{run.name}/{ERROR_TXT})", round(seconds, 2), attempts)
+        return JobResult(
+            job.name,
+            "failed",
+            run,
+            f"{type(cause).__name__}: {cause} (traceback in {STATE_DIR}/{run.name}/{ERROR_TXT})",
+            round(seconds, 2),
+            attempts,
+        )
     except (WorkerCrashedError, TaskCancelledError) as e:
-        return JobResult(job.name, "failed", run, f"its worker died {retries + 1} times (out of memory? "
-                         f"see {STATE_DIR}/{run.name}/{JOB_LOG}): {type(e).__name__}", round(seconds, 2),
-                         attempts)
+        return JobResult(
+            job.name,
+            "failed",
+            run,
+            f"its worker died {retries + 1} times (out of memory? "
+            f"see {STATE_DIR}/{run.name}/{JOB_LOG}): {type(e).__name__}",
+            round(seconds, 2),
+            attempts,
+        )
     except Exception as e:  # other Ray system errors (node lost, object lost)
         return JobResult(job.name, "failed", run, f"Ray error: {type(e).__name__}: {e}", round(seconds, 2), attempts)
-    return JobResult(job.name, res["status"], run, res.get("error"), round(seconds, 2), attempts,
-                     res.get("summary", {}))
+    return JobResult(
+        job.name, res["status"], run, res.get("error"), round(seconds, 2), attempts, res.get("summary", {})
+    )
 
 
 def _write_traceback(run: Path, text: str) -> None:
@@ -456,17 +550,27 @@ def _progress(jobs, pending, results, out, durations, slots, t0) -> Progress:
     if durations:  # the jobs left, in waves of `slots`, each as long as the mean finished job
         waves = -(-left // min(slots, left)) if left else 0
         eta = sum(durations) / len(durations) * waves
-    return Progress(done, len(running), left - len(running), failed, len(results) + left,
-                    time.time() - t0, eta, running)
+    return Progress(
+        done, len(running), left - len(running), failed, len(results) + left, time.time() - t0, eta, running
+    )
 
 
 def _record(r: JobResult, job: Job) -> JobResult:
     """Write RUN/batch_job.json (what a re-run reads to skip finished jobs)."""
     from .io import write_json
 
-    write_json(state_dir(r.run_dir) / JOB_RECORD, {"spec": job.spec(), "status": r.status, "error": r.error,
-                                        "seconds": r.seconds, "attempts": r.attempts, "summary": r.summary,
-                                        "finished": time.time()})
+    write_json(
+        state_dir(r.run_dir) / JOB_RECORD,
+        {
+            "spec": job.spec(),
+            "status": r.status,
+            "error": r.error,
+            "seconds": r.seconds,
+            "attempts": r.attempts,
+            "summary": r.summary,
+            "finished": time.time(),
+        },
+    )
     return r
 
 
@@ -478,6 +582,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 # --- the summary -----------------------------------------------------------------------------
+
 
 def write_summary(out: Path, results: list[JobResult], wall_s: float) -> dict:
     """DIR/summary.json, summary.md (a table) and index.html (links to every job's report)."""
@@ -496,10 +601,17 @@ def write_summary(out: Path, results: list[JobResult], wall_s: float) -> dict:
 
 def _summary_row(out: Path, r: JobResult) -> dict:
     report, job_log = r.run_dir / "report.html", state_dir(r.run_dir) / JOB_LOG
-    return {"name": r.name, "status": r.status, "error": r.error, "seconds": r.seconds, "attempts": r.attempts,
-            "run_dir": os.path.relpath(r.run_dir, out),
-            "report": os.path.relpath(report, out) if report.is_file() else None,
-            "log": os.path.relpath(job_log, out) if job_log.is_file() else None, **r.summary}
+    return {
+        "name": r.name,
+        "status": r.status,
+        "error": r.error,
+        "seconds": r.seconds,
+        "attempts": r.attempts,
+        "run_dir": os.path.relpath(r.run_dir, out),
+        "report": os.path.relpath(report, out) if report.is_file() else None,
+        "log": os.path.relpath(job_log, out) if job_log.is_file() else None,
+        **r.summary,
+    }
 
 
 def _fmt(v) -> str:
@@ -509,14 +621,19 @@ def _fmt(v) -> str:
 
 
 def _markdown(rows: list[dict], counts: dict, wall_s: float) -> str:
-    lines = [f"# privsplat batch: {', '.join(f'{v} {k}' for k, v in counts.items() if v)} in {_duration(wall_s)}", "",
-             "| job | status | seconds | attempts | surfels | Chamfer | report | error |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# privsplat batch: {', '.join(f'{v} {k}' for k, v in counts.items() if v)} in {_duration(wall_s)}",
+        "",
+        "| job | status | seconds | attempts | surfels | Chamfer | report | error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         link = " ".join(f"[{k}]({r[k]})" for k in ("report", "log") if r[k])
         err = (r["error"] or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r['name']} | {r['status']} | {_fmt(r['seconds'])} | {r['attempts']} | "
-                     f"{_fmt(r.get('surfels'))} | {_fmt(r.get('chamfer'))} | {link} | {err} |")
+        lines.append(
+            f"| {r['name']} | {r['status']} | {_fmt(r['seconds'])} | {r['attempts']} | "
+            f"{_fmt(r.get('surfels'))} | {_fmt(r.get('chamfer'))} | {link} | {err} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -528,17 +645,21 @@ def _index_html(rows: list[dict], counts: dict, wall_s: float) -> str:
         link = f'<a href="{html.escape(r["report"])}">{name}</a>' if r["report"] else name
         if r["log"]:
             link += f' <small>(<a href="{html.escape(r["log"])}">log</a>)</small>'
-        body.append(f"<tr><td>{link}</td><td style=\"color:{colour.get(r['status'], '#000')}\">{r['status']}</td>"
-                    f"<td>{_fmt(r['seconds'])}</td><td>{r['attempts']}</td><td>{_fmt(r.get('surfels'))}</td>"
-                    f"<td>{_fmt(r.get('chamfer'))}</td><td>{html.escape(r['error'] or '')}</td></tr>")
+        body.append(
+            f'<tr><td>{link}</td><td style="color:{colour.get(r["status"], "#000")}">{r["status"]}</td>'
+            f"<td>{_fmt(r['seconds'])}</td><td>{r['attempts']}</td><td>{_fmt(r.get('surfels'))}</td>"
+            f"<td>{_fmt(r.get('chamfer'))}</td><td>{html.escape(r['error'] or '')}</td></tr>"
+        )
     head = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>privsplat batch</title>'
-            "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-            "th,td{border:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top}"
-            "td:last-child{max-width:40em}</style></head><body>"
-            f"<h1>privsplat batch</h1><p>{html.escape(head)} in {_duration(wall_s)}</p>"
-            "<table><tr><th>job</th><th>status</th><th>seconds</th><th>attempts</th><th>surfels</th>"
-            "<th>Chamfer</th><th>error</th></tr>" + "".join(body) + "</table></body></html>\n")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>privsplat batch</title>'
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top}"
+        "td:last-child{max-width:40em}</style></head><body>"
+        f"<h1>privsplat batch</h1><p>{html.escape(head)} in {_duration(wall_s)}</p>"
+        "<table><tr><th>job</th><th>status</th><th>seconds</th><th>attempts</th><th>surfels</th>"
+        "<th>Chamfer</th><th>error</th></tr>" + "".join(body) + "</table></body></html>\n"
+    )
 
 
 def _duration(s: float) -> str:
@@ -546,5 +667,14 @@ def _duration(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-__all__ = ["Job", "JobResult", "Progress", "load_jobs", "check_job", "run_job", "run_batch", "write_summary",
-           "read_attempts"]
+__all__ = [
+    "Job",
+    "JobResult",
+    "Progress",
+    "load_jobs",
+    "check_job",
+    "run_job",
+    "run_batch",
+    "write_summary",
+    "read_attempts",
+]

@@ -35,11 +35,15 @@ class Cameras:
             raise ValueError("Ks and viewmats must hold the same number of cameras")
 
     @classmethod
-    def from_numpy(cls, Ks: np.ndarray, viewmats: np.ndarray, width: int, height: int,
-                   device: str | torch.device = "cpu") -> "Cameras":
-        return cls(torch.as_tensor(np.asarray(Ks), dtype=torch.float32, device=device),
-                   torch.as_tensor(np.asarray(viewmats), dtype=torch.float32, device=device),
-                   int(width), int(height))
+    def from_numpy(
+        cls, Ks: np.ndarray, viewmats: np.ndarray, width: int, height: int, device: str | torch.device = "cpu"
+    ) -> "Cameras":
+        return cls(
+            torch.as_tensor(np.asarray(Ks), dtype=torch.float32, device=device),
+            torch.as_tensor(np.asarray(viewmats), dtype=torch.float32, device=device),
+            int(width),
+            int(height),
+        )
 
     def __len__(self) -> int:
         return self.Ks.shape[0]
@@ -54,9 +58,12 @@ class Cameras:
         return self.Ks.device
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "Cameras":
-        return Cameras(self.Ks.to(device=device, dtype=dtype or self.Ks.dtype),
-                       self.viewmats.to(device=device, dtype=dtype or self.viewmats.dtype),
-                       self.width, self.height)
+        return Cameras(
+            self.Ks.to(device=device, dtype=dtype or self.Ks.dtype),
+            self.viewmats.to(device=device, dtype=dtype or self.viewmats.dtype),
+            self.width,
+            self.height,
+        )
 
     @property
     def camtoworlds(self) -> torch.Tensor:
@@ -137,7 +144,6 @@ def view_directions(w2cs: np.ndarray, origin: np.ndarray | None = None) -> np.nd
     """Unit directions from `origin` (default: the world origin) to each camera, [N,3]."""
     d = camera_centers(w2cs) - (0.0 if origin is None else np.asarray(origin))
     return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-
 
 
 def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> list[np.ndarray]:

@@ -42,8 +42,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise PrivsplatError(f"output folder {path} exists and is not empty; choose another --out "
-                             "or pass --overwrite")
+        raise PrivsplatError(f"output folder {path} exists and is not empty; choose another --out or pass --overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -83,9 +82,24 @@ def sha256_file(path: str | Path) -> str:
 
 # --------------------------------------------------------------------------- PLY headers
 
-PLY_TYPE_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
-                  "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4,
-                  "double": 8, "float64": 8}
+PLY_TYPE_SIZES = {
+    "char": 1,
+    "uchar": 1,
+    "int8": 1,
+    "uint8": 1,
+    "short": 2,
+    "ushort": 2,
+    "int16": 2,
+    "uint16": 2,
+    "int": 4,
+    "uint": 4,
+    "int32": 4,
+    "uint32": 4,
+    "float": 4,
+    "float32": 4,
+    "double": 8,
+    "float64": 8,
+}
 PLY_MAX_HEADER = 1 << 16
 
 
@@ -103,8 +117,7 @@ def check_ply_header(path: str | Path, what: str = "PLY file") -> dict[str, int]
     path = Path(path)
 
     def bad(why: str) -> PrivsplatError:
-        return PrivsplatError(f"{what} {path} is not a valid PLY file: {why}; re-export it (binary or "
-                              "ASCII PLY)")
+        return PrivsplatError(f"{what} {path} is not a valid PLY file: {why}; re-export it (binary or ASCII PLY)")
 
     try:
         size = path.stat().st_size
@@ -143,6 +156,8 @@ def check_ply_header(path: str | Path, what: str = "PLY file") -> dict[str, int]
     needed = sum(counts[e] * minimum[e] for e in counts) - (1 if fmt == "ascii" else 0)
     if needed > size - body_start:
         claimed = ", ".join(f"{n} {e}" for e, n in counts.items())
-        raise bad(f"its header claims {claimed}, which need at least {needed} bytes, but only "
-                  f"{size - body_start} follow the header (truncated, or a forged header)")
+        raise bad(
+            f"its header claims {claimed}, which need at least {needed} bytes, but only "
+            f"{size - body_start} follow the header (truncated, or a forged header)"
+        )
     return counts

@@ -35,8 +35,16 @@ log = logging.getLogger("privsplat")
 
 # What a fit writes into its run folder; --overwrite removes these first, so no stale output of an
 # earlier run (a mesh, or renders of another dataset) survives beside the new one.
-RUN_OUTPUTS = ("config.yaml", "checkpoints", "splats.ply", "mesh.ply", "metrics.json", "losses.jsonl",
-               "renders", "report.html")
+RUN_OUTPUTS = (
+    "config.yaml",
+    "checkpoints",
+    "splats.ply",
+    "mesh.ply",
+    "metrics.json",
+    "losses.jsonl",
+    "renders",
+    "report.html",
+)
 LOCK_NAME = ".privsplat.lock"
 # Files other commands keep beside a run (a batch's eval): neither deleted nor foreign.
 RUN_COMPANIONS = (LOCK_NAME, "eval.json")
@@ -50,8 +58,9 @@ def setup_logging() -> None:
 def check_out_folder(data: Path, out: Path) -> None:
     data, out = Path(data).resolve(), Path(out).resolve()
     if out == data or data in out.parents:
-        raise PrivsplatError(f"--out {out} is inside the input folder {data}; "
-                             "choose a folder outside it (inputs are never written to)")
+        raise PrivsplatError(
+            f"--out {out} is inside the input folder {data}; choose a folder outside it (inputs are never written to)"
+        )
     if out.exists() and not out.is_dir():
         raise PrivsplatError(f"--out {out} is a file; pass a folder for the run")
 
@@ -62,16 +71,24 @@ def _prepare_run_folder(run: RunFolder, resume: bool, overwrite: bool) -> None:
             raise PrivsplatError(f"--resume: {run.path} holds no checkpoint; run without --resume")
         return
     entries = [p for p in run.path.iterdir() if p.name not in RUN_COMPANIONS] if run.path.exists() else []
-    unfinished = (entries and all(p.name in RUN_OUTPUTS for p in entries)
-                  and not run.checkpoint_path.exists() and not run.metrics_path.exists())
+    unfinished = (
+        entries
+        and all(p.name in RUN_OUTPUTS for p in entries)
+        and not run.checkpoint_path.exists()
+        and not run.metrics_path.exists()
+    )
     if entries:
         if not overwrite and not unfinished:
-            raise PrivsplatError(f"output folder {run.path} exists and is not empty; choose another --out, "
-                                 "pass --resume to continue it, or --overwrite to replace its results")
+            raise PrivsplatError(
+                f"output folder {run.path} exists and is not empty; choose another --out, "
+                "pass --resume to continue it, or --overwrite to replace its results"
+            )
         foreign = sorted(p.name for p in entries if p.name not in RUN_OUTPUTS)
         if foreign:
-            raise PrivsplatError(f"--overwrite: {run.path} holds files a fit does not write ({foreign[:5]}); "
-                                 "refusing to delete anything there. Choose another --out")
+            raise PrivsplatError(
+                f"--overwrite: {run.path} holds files a fit does not write ({foreign[:5]}); "
+                "refusing to delete anything there. Choose another --out"
+            )
         for name in RUN_OUTPUTS:
             p = run.path / name
             if p.is_dir() and not p.is_symlink():
@@ -89,17 +106,30 @@ def run_lock(run: RunFolder):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PrivsplatError(f"another privsplat process is writing to {run.path}; wait for it to finish "
-                                 "or choose another --out") from None
+            raise PrivsplatError(
+                f"another privsplat process is writing to {run.path}; wait for it to finish or choose another --out"
+            ) from None
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resume: bool = False,
-            overwrite: bool = False, progress: bool = True, preset: str = "custom", threads: int = 0,
-            mesh: bool = True, report: bool = True, max_size: int | None = None) -> dict:
+def fit_run(
+    data: Path,
+    out: Path,
+    cfg: FitConfig,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    preset: str = "custom",
+    threads: int = 0,
+    mesh: bool = True,
+    report: bool = True,
+    max_size: int | None = None,
+) -> dict:
     """Fit, export splats.ply, renders/, mesh.ply and metrics.json into `out`. Returns the metrics."""
     data, out = Path(data), Path(out)
     check_out_folder(data, out)
@@ -112,33 +142,54 @@ def fit_run(data: Path, out: Path, cfg: FitConfig, *, device: str = "auto", resu
         raise PrivsplatError(f"--max-size must be a positive number of pixels, got {max_size}")
     dataset = load_dataset(data, max_size=max_size)  # verified before anything is written
     with run_lock(run):
-        metrics = _fit_locked(run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start,
-                              max_size)
+        metrics = _fit_locked(
+            run, data, dataset, cfg, dev, resume, overwrite, progress, preset, mesh, t_start, max_size
+        )
     if report:
         log.info("report: %s", write_report(run.path, device=str(dev)))
     return metrics
 
 
-def _fit_locked(run: RunFolder, data: Path, dataset: Dataset, cfg: FitConfig, dev: torch.device, resume: bool,
-                overwrite: bool, progress: bool, preset: str, mesh: bool, t_start: float,
-                max_size: int | None) -> dict:
+def _fit_locked(
+    run: RunFolder,
+    data: Path,
+    dataset: Dataset,
+    cfg: FitConfig,
+    dev: torch.device,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    preset: str,
+    mesh: bool,
+    t_start: float,
+    max_size: int | None,
+) -> dict:
     if resume:
         _prepare_run_folder(run, resume=True, overwrite=False)
         saved = run.read_config()
         if saved.data.resolve() != data.resolve() or saved.max_size != max_size:
-            raise PrivsplatError(f"--resume: {run.path} was fitted on {saved.data} (max size {saved.max_size}), not "
-                                 f"{data.resolve()} (max size {max_size}); resume with the same --data and "
-                                 "--max-size or start a new run")
+            raise PrivsplatError(
+                f"--resume: {run.path} was fitted on {saved.data} (max size {saved.max_size}), not "
+                f"{data.resolve()} (max size {max_size}); resume with the same --data and "
+                "--max-size or start a new run"
+            )
     else:
         _prepare_run_folder(run, resume=False, overwrite=overwrite)
         run.write_config(data, preset, str(dev), cfg, max_size)
     trainer = Trainer(dataset, cfg, run, dev, progress=progress)
-    log.info("fit: %d neutral RGB views, %d protected views; init: %s; stages: %s; device %s",
-             len(trainer.rgb_views), len(trainer.protected_views), trainer.init_how,
-             ", ".join(f"{s.name} ({s.iters} it)" for s in trainer.stages), dev)
+    log.info(
+        "fit: %d neutral RGB views, %d protected views; init: %s; stages: %s; device %s",
+        len(trainer.rgb_views),
+        len(trainer.protected_views),
+        trainer.init_how,
+        ", ".join(f"{s.name} ({s.iters} it)" for s in trainer.stages),
+        dev,
+    )
     if trainer.use_template:
-        log.info("fewer than %d neutral views: stage 2 starts from the ICT neutral head template "
-                 "placed from the cameras", cfg.min_neutral_views)
+        log.info(
+            "fewer than %d neutral views: stage 2 starts from the ICT neutral head template placed from the cameras",
+            cfg.min_neutral_views,
+        )
     if resume:
         trainer.load_checkpoint()
     metrics = trainer.fit()
@@ -157,22 +208,48 @@ def _fit_locked(run: RunFolder, data: Path, dataset: Dataset, cfg: FitConfig, de
     return metrics
 
 
-def mesh_model(model: SurfelModel, dataset: Dataset, cfg: FitConfig, path: Path, *, resolution: int = 0,
-               voxel: float = 0.0, n_orbit: int = -1, clusters: int = -1) -> dict:
+def mesh_model(
+    model: SurfelModel,
+    dataset: Dataset,
+    cfg: FitConfig,
+    path: Path,
+    *,
+    resolution: int = 0,
+    voxel: float = 0.0,
+    n_orbit: int = -1,
+    clusters: int = -1,
+) -> dict:
     """TSDF-fuse the model's median depth into `path`; returns the mesh's statistics.
     Arguments left at 0 / -1 take the config's values."""
     t = time.perf_counter()
-    V, F, mp = extract_mesh(model, dataset, resolution=resolution or mesh_resolution(cfg, dataset),
-                            n_orbit=cfg.mesh_orbit_views if n_orbit < 0 else n_orbit,
-                            clusters=cfg.mesh_clusters if clusters < 0 else clusters,
-                            voxel=voxel or cfg.mesh_voxel, backend=cfg.backend)
+    V, F, mp = extract_mesh(
+        model,
+        dataset,
+        resolution=resolution or mesh_resolution(cfg, dataset),
+        n_orbit=cfg.mesh_orbit_views if n_orbit < 0 else n_orbit,
+        clusters=cfg.mesh_clusters if clusters < 0 else clusters,
+        voxel=voxel or cfg.mesh_voxel,
+        backend=cfg.backend,
+    )
     write_mesh_ply(path, V, F)
-    return {"vertices": len(V), "triangles": len(F), "seconds": round(time.perf_counter() - t, 2),
-            **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in dataclasses.asdict(mp).items()}}
+    return {
+        "vertices": len(V),
+        "triangles": len(F),
+        "seconds": round(time.perf_counter() - t, 2),
+        **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in dataclasses.asdict(mp).items()},
+    }
 
 
-def remesh_run(run_dir: Path, out: Path | None = None, *, resolution: int = 0, voxel: float = 0.0,
-               orbit_views: int = -1, clusters: int = -1, device: str = "auto") -> dict:
+def remesh_run(
+    run_dir: Path,
+    out: Path | None = None,
+    *,
+    resolution: int = 0,
+    voxel: float = 0.0,
+    orbit_views: int = -1,
+    clusters: int = -1,
+    device: str = "auto",
+) -> dict:
     """Re-extract the mesh of a finished run with other TSDF parameters."""
     run = RunFolder.open(run_dir)
     cfg = run.read_config().config
@@ -182,10 +259,16 @@ def remesh_run(run_dir: Path, out: Path | None = None, *, resolution: int = 0, v
     path = Path(out) if out is not None else run.mesh_path
     if path.exists() and path.is_dir():
         raise PrivsplatError(f"--out {path} is a folder; pass a .ply file path")
-    stats = mesh_model(model, dataset, cfg, path, resolution=resolution, voxel=voxel, n_orbit=orbit_views,
-                       clusters=clusters)
-    log.info("mesh: %d vertices, %d triangles (voxel %.4g) -> %s", stats["vertices"], stats["triangles"],
-             stats["voxel"], path)
+    stats = mesh_model(
+        model, dataset, cfg, path, resolution=resolution, voxel=voxel, n_orbit=orbit_views, clusters=clusters
+    )
+    log.info(
+        "mesh: %d vertices, %d triangles (voxel %.4g) -> %s",
+        stats["vertices"],
+        stats["triangles"],
+        stats["voxel"],
+        path,
+    )
     return stats
 
 
@@ -223,13 +306,19 @@ def save_renders(trainer: Trainer, folder: Path, n_each: int = 2) -> None:
             normal = u8(out.normals[0].cpu().numpy() * 0.5 + 0.5)
             size = (render.shape[1], render.shape[0])
             if v.kind == "rgb":
-                row = [cv2.resize(u8(v.rgb.cpu().numpy()), size, interpolation=cv2.INTER_NEAREST),
-                       u8(render.cpu().numpy()), normal]
+                row = [
+                    cv2.resize(u8(v.rgb.cpu().numpy()), size, interpolation=cv2.INTER_NEAREST),
+                    u8(render.cpu().numpy()),
+                    normal,
+                ]
             else:
                 mag = gradient_magnitude(render, trainer.sigma).cpu().numpy()
                 target = v.magnitude.cpu().numpy()
                 s = float(np.percentile(target, 99.5)) or 1.0
-                row = [cv2.resize(grey(target, s), size, interpolation=cv2.INTER_NEAREST),
-                       cv2.resize(grey(mag, s), size, interpolation=cv2.INTER_NEAREST),
-                       u8(render.cpu().numpy()), normal]
+                row = [
+                    cv2.resize(grey(target, s), size, interpolation=cv2.INTER_NEAREST),
+                    cv2.resize(grey(mag, s), size, interpolation=cv2.INTER_NEAREST),
+                    u8(render.cpu().numpy()),
+                    normal,
+                ]
             save(f"{v.kind}_{v.name}", np.concatenate(row, axis=1))

@@ -29,9 +29,9 @@ from .errors import PrivsplatError
 log = logging.getLogger("privsplat")
 
 REPORT_NAME = "report.html"
-LOSSES_NAME = "losses.jsonl"   # the trainer's loss log: {"stage", "step", "surfels", <term>: value, ...} a line
-EVAL_NAME = "eval.json"        # geometry metrics against ground truth (written by `privsplat batch`)
-SECTIONS = {                    # id -> heading; the page shows them in this order
+LOSSES_NAME = "losses.jsonl"  # the trainer's loss log: {"stage", "step", "surfels", <term>: value, ...} a line
+EVAL_NAME = "eval.json"  # geometry metrics against ground truth (written by `privsplat batch`)
+SECTIONS = {  # id -> heading; the page shows them in this order
     "inputs": "Inputs",
     "renders": "Renders and targets",
     "gradients": "σ(render) and protected |g|",
@@ -42,7 +42,7 @@ SECTIONS = {                    # id -> heading; the page shows them in this ord
     "config": "Config",
 }
 MAX_THUMBNAILS = 24  # per kind, in the inputs section
-THUMB_PX = 96        # displayed size of one image (small images are upscaled by the browser, pixelated)
+THUMB_PX = 96  # displayed size of one image (small images are upscaled by the browser, pixelated)
 
 
 @dataclass
@@ -50,18 +50,17 @@ class RunContents:
     """What the report reads from a run folder; None where a piece is missing, with the reason."""
 
     run_dir: Path
-    saved: dict                      # config.yaml: data, preset, device, config
+    saved: dict  # config.yaml: data, preset, device, config
     metrics: dict | None
     evaluation: dict | None
-    dataset: object | None           # privsplat.data.Dataset
+    dataset: object | None  # privsplat.data.Dataset
     dataset_error: str | None
-    model: object | None             # privsplat.train.model.SurfelModel
+    model: object | None  # privsplat.train.model.SurfelModel
     model_error: str | None
-    views: list | None = None        # renders of a few training cameras, made once for three sections
+    views: list | None = None  # renders of a few training cameras, made once for three sections
 
 
-def write_report(run_dir: str | Path, *, max_views: int = 3, turntable_views: int = 8,
-                 device: str = "cpu") -> Path:
+def write_report(run_dir: str | Path, *, max_views: int = 3, turntable_views: int = 8, device: str = "cpu") -> Path:
     """Write RUN/report.html from what the run folder holds; return its path.
 
     max_views: views of each kind (neutral, protected) rendered next to their targets.
@@ -69,8 +68,10 @@ def write_report(run_dir: str | Path, *, max_views: int = 3, turntable_views: in
     """
     run_dir = Path(run_dir)
     contents = read_run(run_dir, device)
-    body = [_section(key, builder(contents, max_views=max_views, turntable_views=turntable_views))
-            for key, builder in _BUILDERS.items()]
+    body = [
+        _section(key, builder(contents, max_views=max_views, turntable_views=turntable_views))
+        for key, builder in _BUILDERS.items()
+    ]
     page = _page(run_dir.name, _summary(contents), body)
     from .io import atomic_path
 
@@ -83,13 +84,15 @@ def write_report(run_dir: str | Path, *, max_views: int = 3, turntable_views: in
 
 # --- reading the run -------------------------------------------------------------------------
 
+
 def read_run(run_dir: Path, device: str = "cpu") -> RunContents:
     import yaml
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
-        raise PrivsplatError(f"{run_dir} is not a privsplat run folder (no config.yaml); "
-                             "pass the --out folder of a `privsplat fit`")
+        raise PrivsplatError(
+            f"{run_dir} is not a privsplat run folder (no config.yaml); pass the --out folder of a `privsplat fit`"
+        )
     saved = yaml.safe_load(cfg_path.read_text()) or {}
     metrics = _read_json(run_dir / "metrics.json")
     evaluation = _read_json(run_dir / EVAL_NAME)
@@ -144,18 +147,21 @@ def read_losses(run_dir: Path) -> dict[str, dict[str, tuple[list[int], list[floa
         try:
             rec = json.loads(line)
             stage, step = str(rec["stage"]), int(rec["step"])
-            terms = rec["terms"] if "terms" in rec else {k: v for k, v in rec.items()
-                                                         if k not in ("stage", "step", "surfels")}
+            terms = (
+                rec["terms"]
+                if "terms" in rec
+                else {k: v for k, v in rec.items() if k not in ("stage", "step", "surfels")}
+            )
             values = {k: float(v) for k, v in terms.items()}
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue
         for k, v in values.items():
             by_stage.setdefault(stage, {}).setdefault(k, {})[step] = v
-    return {s: {k: (sorted(d), [d[i] for i in sorted(d)]) for k, d in terms.items()}
-            for s, terms in by_stage.items()}
+    return {s: {k: (sorted(d), [d[i] for i in sorted(d)]) for k, d in terms.items()} for s, terms in by_stage.items()}
 
 
 # --- images ----------------------------------------------------------------------------------
+
 
 def _u8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -182,8 +188,10 @@ def _figure(img: np.ndarray, caption: str, kind: str = "", frame: str = "", widt
     height = round(width * h / max(w, 1))
     attrs = f' data-kind="{kind}"' if kind else ""
     attrs += f' data-frame="{html.escape(frame)}"' if frame else ""
-    return (f'<figure{attrs}><img src="{_png_uri(img)}" width="{width}" height="{height}" '
-            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+    return (
+        f'<figure{attrs}><img src="{_png_uri(img)}" width="{width}" height="{height}" '
+        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    )
 
 
 def _depth_colour(depth: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -210,6 +218,7 @@ def _pick(items: list, n: int) -> list:
 
 # --- sections --------------------------------------------------------------------------------
 
+
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
@@ -221,8 +230,10 @@ def _inputs(c: RunContents, **_) -> str:
     from .data import load_protected, load_rgb
 
     rgb, prot = c.dataset.frames_of("rgb"), c.dataset.frames_of("protected")
-    parts = [f"<p>{len(rgb)} neutral RGB views, {len(prot)} protected views "
-             f"(shown as the gradient magnitude |g| the fit received; their RGB is not in the dataset).</p>"]
+    parts = [
+        f"<p>{len(rgb)} neutral RGB views, {len(prot)} protected views "
+        f"(shown as the gradient magnitude |g| the fit received; their RGB is not in the dataset).</p>"
+    ]
     figs = [_figure(_u8(load_rgb(f)), f.name, "rgb", f.name) for f in _pick(rgb, MAX_THUMBNAILS)]
     if figs:
         parts.append('<h3>Neutral views (RGB)</h3><div class="grid">' + "".join(figs) + "</div>")
@@ -239,8 +250,8 @@ def _inputs(c: RunContents, **_) -> str:
 class _ViewRender:
     name: str
     kind: str
-    target: np.ndarray      # uint8 RGB (neutral) or grey |g| (protected)
-    render: np.ndarray      # uint8 RGB
+    target: np.ndarray  # uint8 RGB (neutral) or grey |g| (protected)
+    render: np.ndarray  # uint8 RGB
     sigma: np.ndarray | None  # uint8 grey σ(render), protected views only, on the target's scale
     normal: np.ndarray
     depth: np.ndarray
@@ -304,10 +315,17 @@ def _renders(c: RunContents, max_views: int, **_) -> str:
     views, why = _views_or_reason(c, max_views)
     if why:
         return _note(why)
-    pairs = [[_figure(v.target, f"{v.name} target" + (" |g|" if v.kind == "protected" else ""), v.kind, v.name, 128),
-              _figure(v.render, f"{v.name} render", "render", v.name, 128)] for v in views]
-    return ("<p>The model rendered from training cameras. A protected view has no RGB target: "
-            "its render stands beside the |g| it was fitted to.</p>" + _pairs(pairs))
+    pairs = [
+        [
+            _figure(v.target, f"{v.name} target" + (" |g|" if v.kind == "protected" else ""), v.kind, v.name, 128),
+            _figure(v.render, f"{v.name} render", "render", v.name, 128),
+        ]
+        for v in views
+    ]
+    return (
+        "<p>The model rendered from training cameras. A protected view has no RGB target: "
+        "its render stands beside the |g| it was fitted to.</p>" + _pairs(pairs)
+    )
 
 
 def _gradients(c: RunContents, max_views: int, **_) -> str:
@@ -317,8 +335,13 @@ def _gradients(c: RunContents, max_views: int, **_) -> str:
     prot = [v for v in views if v.sigma is not None]
     if not prot:
         return _note("this run has no protected views (a full-RGB fit)")
-    pairs = [[_figure(v.target, f"{v.name} |g|", "protected", v.name, 128),
-              _figure(v.sigma, f"{v.name} σ(render)", "sigma", v.name, 128)] for v in prot]
+    pairs = [
+        [
+            _figure(v.target, f"{v.name} |g|", "protected", v.name, 128),
+            _figure(v.sigma, f"{v.name} σ(render)", "sigma", v.name, 128),
+        ]
+        for v in prot
+    ]
     return "<p>Stage 2 fits σ(render) to |g| (same grey scale in each pair).</p>" + _pairs(pairs)
 
 
@@ -326,22 +349,30 @@ def _geometry(c: RunContents, max_views: int, **_) -> str:
     views, why = _views_or_reason(c, max_views)
     if why:
         return _note(why)
-    pairs = [[_figure(v.normal, f"{v.name} normals", "normal", v.name, 128),
-              _figure(v.depth, f"{v.name} depth", "depth", v.name, 128)] for v in views]
+    pairs = [
+        [
+            _figure(v.normal, f"{v.name} normals", "normal", v.name, 128),
+            _figure(v.depth, f"{v.name} depth", "depth", v.name, 128),
+        ]
+        for v in views
+    ]
     return "<p>Normals as 0.5·n + 0.5 (world axes); median depth, near = red, far = blue.</p>" + _pairs(pairs)
 
 
 def _losses(c: RunContents, **_) -> str:
     curves = read_losses(c.run_dir)
     if curves:
-        return (f"<p>Loss terms per step from {LOSSES_NAME} (log scale).</p>"
-                + _plot_uri_img(lambda fig: _plot_curves(fig, curves), len(curves)))
+        return f"<p>Loss terms per step from {LOSSES_NAME} (log scale).</p>" + _plot_uri_img(
+            lambda fig: _plot_curves(fig, curves), len(curves)
+        )
     stages = (c.metrics or {}).get("stages") or {}
     if not stages:
         return _note(f"no loss log ({LOSSES_NAME}) and no finished stage in metrics.json yet")
-    return (f"<p>This run has no per-step log ({LOSSES_NAME}); shown: each term's mean over the "
-            "first 20 steps and its smoothed final value, from metrics.json.</p>"
-            + _plot_uri_img(lambda fig: _plot_endpoints(fig, stages), len(stages)))
+    return (
+        f"<p>This run has no per-step log ({LOSSES_NAME}); shown: each term's mean over the "
+        "first 20 steps and its smoothed final value, from metrics.json.</p>"
+        + _plot_uri_img(lambda fig: _plot_endpoints(fig, stages), len(stages))
+    )
 
 
 def _plot_uri_img(draw: Callable, n_panels: int) -> str:
@@ -371,8 +402,7 @@ def _plot_curves(fig, curves: dict) -> None:
     for i, (stage, terms) in enumerate(curves.items()):
         ax = fig.add_subplot(1, len(curves), i + 1)
         for name, (steps, values) in sorted(terms.items()):
-            ax.plot(steps, np.maximum(values, 1e-12), label=name, color=colour[name],
-                    lw=1.6 if name == "loss" else 1.0)
+            ax.plot(steps, np.maximum(values, 1e-12), label=name, color=colour[name], lw=1.6 if name == "loss" else 1.0)
         ax.set_yscale("log")
         ax.set_title(stage)
         ax.set_xlabel("step")
@@ -409,8 +439,10 @@ def _mesh(c: RunContents, turntable_views: int, **_) -> str:
     Ks, w2cs, size = turntable_cameras(V, c.dataset, turntable_views)
     shaded = shade_mesh(V, F, Ks, w2cs, size, size)
     figs = [_figure(_u8(img), f"{round(360 * i / len(shaded))}°", "mesh", "", 160) for i, img in enumerate(shaded)]
-    return (f"<p>mesh.ply: {len(V):,} vertices, {len(F):,} triangles, grey shading with a headlight, "
-            "turning about the cameras' up axis.</p>" + '<div class="grid">' + "".join(figs) + "</div>")
+    return (
+        f"<p>mesh.ply: {len(V):,} vertices, {len(F):,} triangles, grey shading with a headlight, "
+        "turning about the cameras' up axis.</p>" + '<div class="grid">' + "".join(figs) + "</div>"
+    )
 
 
 def turntable_cameras(V: np.ndarray, dataset, n: int, size: int = 160, fov_deg: float = 30.0):
@@ -445,8 +477,10 @@ def _metrics(c: RunContents, **_) -> str:
     if c.evaluation:
         keys = ("chamfer", "accuracy", "completeness", "normal_consistency", "region")
         rows = [(k, c.evaluation[k]) for k in keys if k in c.evaluation]
-        rows += [(f"F-score @ {f['fraction_of_diagonal'] * 100:g}% diag", f["fscore"])
-                 for f in c.evaluation.get("fscore", [])]
+        rows += [
+            (f"F-score @ {f['fraction_of_diagonal'] * 100:g}% diag", f["fscore"])
+            for f in c.evaluation.get("fscore", [])
+        ]
         parts.append("<h3>Geometry against ground truth</h3>" + _table(rows))
     if c.metrics:
         parts.append("<h3>metrics.json</h3>" + _table(_flatten(c.metrics)))
@@ -467,8 +501,11 @@ def _table(rows: list[tuple[str, object]]) -> str:
     def fmt(v):
         return f"{v:.6g}" if isinstance(v, float) else str(v)
 
-    return ("<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(fmt(v))}</td></tr>"
-                                for k, v in rows) + "</table>")
+    return (
+        "<table>"
+        + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(fmt(v))}</td></tr>" for k, v in rows)
+        + "</table>"
+    )
 
 
 def _config(c: RunContents, **_) -> str:
@@ -477,13 +514,20 @@ def _config(c: RunContents, **_) -> str:
 
 
 _BUILDERS: dict[str, Callable[..., str]] = {
-    "inputs": _inputs, "renders": _renders, "gradients": _gradients, "geometry": _geometry,
-    "losses": _losses, "mesh": _mesh, "metrics": _metrics, "config": _config,
+    "inputs": _inputs,
+    "renders": _renders,
+    "gradients": _gradients,
+    "geometry": _geometry,
+    "losses": _losses,
+    "mesh": _mesh,
+    "metrics": _metrics,
+    "config": _config,
 }
 assert list(_BUILDERS) == list(SECTIONS)
 
 
 # --- the page --------------------------------------------------------------------------------
+
 
 def _section(key: str, content: str) -> str:
     return f'<section id="{key}"><h2>{html.escape(SECTIONS[key])}</h2>{content}</section>'
@@ -493,8 +537,11 @@ def _summary(c: RunContents) -> str:
     m, s = c.metrics or {}, c.saved
     items = [("dataset", s.get("data", "?")), ("preset", s.get("preset", "?")), ("device", s.get("device", "?"))]
     if m:
-        items += [("views", f"{m.get('n_rgb_views', '?')} neutral RGB + {m.get('n_protected_views', '?')} protected"),
-                  ("surfels", m.get("surfels", "?")), ("fit + mesh", f"{m.get('total_seconds', '?')} s")]
+        items += [
+            ("views", f"{m.get('n_rgb_views', '?')} neutral RGB + {m.get('n_protected_views', '?')} protected"),
+            ("surfels", m.get("surfels", "?")),
+            ("fit + mesh", f"{m.get('total_seconds', '?')} s"),
+        ]
     if c.evaluation and "chamfer" in c.evaluation:
         items.append(("Chamfer", f"{c.evaluation['chamfer']:.4g}"))
     return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items) + "</dl>"
@@ -516,7 +563,8 @@ th{font-weight:500;background:#f6f6f6} pre{background:#f6f6f6;padding:1em;overfl
 
 def _page(title: str, summary: str, sections: list[str]) -> str:
     nav = "".join(f'<a href="#{k}">{html.escape(v)}</a>' for k, v in SECTIONS.items())
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>privsplat report: {html.escape(title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>privsplat run {html.escape(title)}</h1>{summary}<nav>{nav}</nav>"
-            + "".join(sections) + "</body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>privsplat report: {html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>privsplat run {html.escape(title)}</h1>{summary}<nav>{nav}</nav>" + "".join(sections) + "</body></html>\n"
+    )

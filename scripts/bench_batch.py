@@ -64,20 +64,34 @@ def jobs_for(datasets: list[Path], root: Path, size: str):
     from privsplat.batch import Job
 
     overrides = SIZES[size][3]
-    return [Job(d.name, d, "head64", dict(overrides), root / "raw" / d.name / "gt_mesh.ply",
-                root / "raw" / d.name / "gt_face_mask.npy") for d in datasets]
+    return [
+        Job(
+            d.name,
+            d,
+            "head64",
+            dict(overrides),
+            root / "raw" / d.name / "gt_mesh.ply",
+            root / "raw" / d.name / "gt_face_mask.npy",
+        )
+        for d in datasets
+    ]
 
 
 def run_sequential(jobs, out: Path) -> dict:
     per_job = []
     t0 = time.perf_counter()
     for job in jobs:
-        code = ("import json,sys; from privsplat.batch import run_job; "
-                "r = run_job(json.loads(sys.argv[1]), sys.argv[2], 'cpu', 1); "
-                "sys.exit(r['status'] != 'done')")
+        code = (
+            "import json,sys; from privsplat.batch import run_job; "
+            "r = run_job(json.loads(sys.argv[1]), sys.argv[2], 'cpu', 1); "
+            "sys.exit(r['status'] != 'done')"
+        )
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, json.dumps(job.spec()), str(out / job.name)], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(job.spec()), str(out / job.name)],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        )
         per_job.append(round(time.perf_counter() - t, 1))
     return {"wall_s": round(time.perf_counter() - t0, 1), "per_job_s": per_job, **_fit_times(jobs, out)}
 
@@ -91,15 +105,16 @@ def run_ray_batch(jobs, out: Path, cpus: int) -> dict:
     bad = [j for j in summary["jobs"] if j["status"] != "done"]
     if bad:
         raise SystemExit(f"batch jobs failed: {bad}")
-    return {"wall_s": round(wall, 1), "per_job_s": [j["seconds"] for j in summary["jobs"]],
-            **_fit_times(jobs, out)}
+    return {"wall_s": round(wall, 1), "per_job_s": [j["seconds"] for j in summary["jobs"]], **_fit_times(jobs, out)}
 
 
 def _fit_times(jobs, out: Path) -> dict:
     metrics = [json.loads((out / j.name / "metrics.json").read_text()) for j in jobs]
     evals = [json.loads((out / j.name / "eval.json").read_text()) for j in jobs]
-    return {"fit_mesh_s": [m["total_seconds"] for m in metrics],
-            "face_chamfer_cm": [round(e["chamfer"], 4) for e in evals]}
+    return {
+        "fit_mesh_s": [m["total_seconds"] for m in metrics],
+        "face_chamfer_cm": [round(e["chamfer"], 4) for e in evals],
+    }
 
 
 def main() -> None:
@@ -118,9 +133,15 @@ def main() -> None:
 
     datasets = make_datasets(args.out, args.jobs, args.size)
     jobs = jobs_for(datasets, args.out, args.size)
-    result = {"jobs": args.jobs, "size": args.size, "ray_cpus": args.cpus, "cpus_per_job": 1,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other work; timings noisy)",
-              "python": platform.python_version(), "ray": ray.__version__}
+    result = {
+        "jobs": args.jobs,
+        "size": args.size,
+        "ray_cpus": args.cpus,
+        "cpus_per_job": 1,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other work; timings noisy)",
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # The batch first: on a machine others share, its number is the one this benchmark is for.
     result["batch"] = run_ray_batch(jobs, args.out / f"batch-{stamp}", args.cpus)

@@ -24,12 +24,11 @@ def main() -> int:
 
     import numpy as np
 
-    from privsplat.data.synth import synthesize
-    from privsplat.data.synth import rear_view_names
+    from privsplat.data.synth import rear_view_names, synthesize
     from privsplat.eval.geometry import evaluate_mesh
+    from privsplat.pipeline import fit_run, setup_logging
     from privsplat.privacy.protect import protect
     from privsplat.train.config import load_preset
-    from privsplat.pipeline import fit_run, setup_logging
 
     setup_logging()
     report = {}
@@ -39,17 +38,25 @@ def main() -> int:
         _, sensitive = rear_view_names(data, args.neutral_views)
         protect(data, prot, sensitive=",".join(sensitive), overwrite=True)
         preset = "head64" if res <= 128 else "head512"
-        m = fit_run(prot, run, load_preset(preset), device=args.device, overwrite=True, progress=False,
-                    preset=preset)
+        m = fit_run(prot, run, load_preset(preset), device=args.device, overwrite=True, progress=False, preset=preset)
         s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=np.load(data / "gt_face_mask.npy"))
         report[f"{res}px"] = {
-            "preset": preset, "device": m["device"],
-            "stages": {k: {"seconds": v["seconds"], "iterations": v["iterations"],
-                           "iterations_per_second": v["iterations_per_second"], "surfels": v["surfels"]}
-                       for k, v in m["stages"].items()},
+            "preset": preset,
+            "device": m["device"],
+            "stages": {
+                k: {
+                    "seconds": v["seconds"],
+                    "iterations": v["iterations"],
+                    "iterations_per_second": v["iterations_per_second"],
+                    "surfels": v["surfels"],
+                }
+                for k, v in m["stages"].items()
+            },
             "training_seconds": round(sum(v["seconds"] for v in m["stages"].values()), 2),
-            "mesh_seconds": m["mesh"]["seconds"], "total_seconds": m["total_seconds"],
-            "peak_rss_mb": m["peak_rss_mb"], "peak_cuda_mb": m.get("peak_cuda_mb"),
+            "mesh_seconds": m["mesh"]["seconds"],
+            "total_seconds": m["total_seconds"],
+            "peak_rss_mb": m["peak_rss_mb"],
+            "peak_cuda_mb": m.get("peak_cuda_mb"),
             "face_chamfer_cm": round(s["chamfer"], 5),
         }
     print(json.dumps(report, indent=2))

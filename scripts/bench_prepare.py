@@ -42,8 +42,11 @@ def run_case(n: int, size: tuple[int, int], threads: int, matching: str, work: P
     photos.mkdir(parents=True)
     t0 = time.perf_counter()
     for i, w in enumerate(gt):
-        cv2.imwrite(str(photos / f"v{i:03d}.jpg"), render_room(K, w, W, H, tex, lens)[:, :, ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        cv2.imwrite(
+            str(photos / f"v{i:03d}.jpg"),
+            render_room(K, w, W, H, tex, lens)[:, :, ::-1],
+            [cv2.IMWRITE_JPEG_QUALITY, 92],
+        )
     render_s = time.perf_counter() - t0
     out = work / f"out_{n}_{W}x{H}"
     case = {"views": n, "width": W, "height": H, "threads": threads, "render_s": round(render_s, 1)}
@@ -56,14 +59,21 @@ def run_case(n: int, size: tuple[int, int], threads: int, matching: str, work: P
     ds = load_dataset(out, warn_unprotected=False)
     est = np.stack([f.extra["w2c_input"] for f in ds.frames])
     rot, centre = pose_errors(gt[[int(f.name[1:]) for f in ds.frames]], est)
-    case.update(prepare_s=round(rep.seconds["total"], 1), seconds={k: round(v, 1) for k, v in rep.seconds.items()},
-                registered=len(rep.registered), registered_share=round(rep.registered_share, 3),
-                failed=rep.failed, matching=rep.matching,
-                mean_reprojection_error_px=round(rep.mean_reprojection_error_px, 3), points=rep.points,
-                rotation_error_deg_max=round(float(rot.max()), 3), rotation_error_deg_mean=round(float(rot.mean()), 3),
-                centre_error_pct_radius_max=round(float(100 * centre.max() / radius), 3),
-                centre_error_pct_radius_mean=round(float(100 * centre.mean() / radius), 3),
-                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    case.update(
+        prepare_s=round(rep.seconds["total"], 1),
+        seconds={k: round(v, 1) for k, v in rep.seconds.items()},
+        registered=len(rep.registered),
+        registered_share=round(rep.registered_share, 3),
+        failed=rep.failed,
+        matching=rep.matching,
+        mean_reprojection_error_px=round(rep.mean_reprojection_error_px, 3),
+        points=rep.points,
+        rotation_error_deg_max=round(float(rot.max()), 3),
+        rotation_error_deg_mean=round(float(rot.mean()), 3),
+        centre_error_pct_radius_max=round(float(100 * centre.max() / radius), 3),
+        centre_error_pct_radius_mean=round(float(100 * centre.mean() / radius), 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    )
     return case
 
 
@@ -78,8 +88,10 @@ def main() -> None:
     from privsplat.data.synth_room import room_texture
 
     tex = room_texture()
-    results = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "processor": platform.processor()}, "cases": []}
+    results = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+        "cases": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             W, H = (int(v) for v in size.lower().split("x"))

@@ -23,10 +23,20 @@ import time
 from pathlib import Path
 
 # Paper Table 2: FR verification accuracy (%), mean of 7 recognisers (deepface), heads at 64 px.
-PAPER = {"original": 91.67, "protected": 6.05, "mesh renders (shaded)": 6.12, "model renders": 33.95,
-         "full-RGB run renders": 77.64}
-PAPER_LABEL = {"original": "original", "protected": "protected", "mesh renders (shaded)": "mesh renders",
-               "model renders": "their renders", "full-RGB run renders": "VolSDF full-RGB renders"}
+PAPER = {
+    "original": 91.67,
+    "protected": 6.05,
+    "mesh renders (shaded)": 6.12,
+    "model renders": 33.95,
+    "full-RGB run renders": 77.64,
+}
+PAPER_LABEL = {
+    "original": "original",
+    "protected": "protected",
+    "mesh renders (shaded)": "mesh renders",
+    "model renders": "their renders",
+    "full-RGB run renders": "VolSDF full-RGB renders",
+}
 
 
 def parse_cases(args) -> list[dict]:
@@ -41,8 +51,13 @@ def parse_cases(args) -> list[dict]:
             sys.exit(f"give one --baseline-run per --run ('-' for none): {len(runs)} runs, {len(bases)} given")
         for i, run in enumerate(runs):
             base = bases[i] if bases else None
-            cases.append({"run": run, "originals": origs[0] if len(origs) == 1 else origs[i],
-                          "baseline_run": None if base in (None, Path("-")) else base})
+            cases.append(
+                {
+                    "run": run,
+                    "originals": origs[0] if len(origs) == 1 else origs[i],
+                    "baseline_run": None if base in (None, Path("-")) else base,
+                }
+            )
     if not cases:
         sys.exit("nothing to evaluate: pass --demo D or --run RUN --originals DIR")
     return cases
@@ -82,31 +97,46 @@ def table(results: dict) -> str:
 
     runs = results["runs"]
     names = list(results["pooled"])
-    lines = [f"Face verification share, dlib ResNet (distance < {results['threshold']}), landmarks from the "
-             f"originals; {len(runs)} run(s), faces found in {results['faces_found']}/{results['originals']} "
-             "protected views' originals (only those are scored). Paper: mean of 7 recognisers.", "",
-             "| set | paper Table 2 | ours: same view | ours: cross view | ours: false accept | "
-             + " | ".join(f"run {i + 1} same view" for i in range(len(runs))) + " |",
-             "|---|---|---|---|---|" + "---|" * len(runs)]
+    lines = [
+        f"Face verification share, dlib ResNet (distance < {results['threshold']}), landmarks from the "
+        f"originals; {len(runs)} run(s), faces found in {results['faces_found']}/{results['originals']} "
+        "protected views' originals (only those are scored). Paper: mean of 7 recognisers.",
+        "",
+        "| set | paper Table 2 | ours: same view | ours: cross view | ours: false accept | "
+        + " | ".join(f"run {i + 1} same view" for i in range(len(runs)))
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(runs),
+    ]
     for name in names:
         p = results["pooled"][name]
         paper = f"{PAPER[name]:.2f}% ({PAPER_LABEL[name]})" if name in PAPER else "— (not in the paper)"
         label = "original (liveness: other originals)" if name == "original" else name
-        per_run = [pct(r["report"]["sets"].get(name, {}).get("same_view")) if name != "original" else
-                   pct(r["report"]["sets"]["original"]["cross_view"]) for r in runs]
-        lines.append(f"| {label} | {paper} | {pct(p['same_view'])} | {pct(p['cross_view'])} | "
-                     f"{pct(p['false_accept'])} | " + " | ".join(per_run) + " |")
+        per_run = [
+            pct(r["report"]["sets"].get(name, {}).get("same_view"))
+            if name != "original"
+            else pct(r["report"]["sets"]["original"]["cross_view"])
+            for r in runs
+        ]
+        lines.append(
+            f"| {label} | {paper} | {pct(p['same_view'])} | {pct(p['cross_view'])} | "
+            f"{pct(p['false_accept'])} | " + " | ".join(per_run) + " |"
+        )
     lines.append("")
     for i, r in enumerate(runs):
-        lines.append(f"run {i + 1}: {r['run']} (originals {r['originals']}"
-                     + (f", baseline {r['baseline_run']}" if r["baseline_run"] else "") + f"; {r['seconds']} s)")
+        lines.append(
+            f"run {i + 1}: {r['run']} (originals {r['originals']}"
+            + (f", baseline {r['baseline_run']}" if r["baseline_run"] else "")
+            + f"; {r['seconds']} s)"
+        )
     fa = results["pooled"]["original"]["false_accept"]
     if fa and fa["verified"] is not None and fa["verified"] >= 0.2:
         lines.append("")
-        lines.append(f"WARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
-                     "verified: the recogniser cannot tell these identities apart at this resolution, so a verified share "
-                     "above measures face-likeness, not identity leakage; compare each share with its false-accept "
-                     "column.")
+        lines.append(
+            f"WARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
+            "verified: the recogniser cannot tell these identities apart at this resolution, so a verified share "
+            "above measures face-likeness, not identity leakage; compare each share with its false-accept "
+            "column."
+        )
     if results.get("false_accept_note"):
         lines.append("")
         lines.append(results["false_accept_note"])
@@ -137,15 +167,21 @@ def main() -> int:
     for case in cases:
         t = time.perf_counter()
         try:
-            views = collect_run_views(case["run"], case["originals"], args.attack, case["baseline_run"],
-                                      args.device, progress=say)
+            views = collect_run_views(
+                case["run"], case["originals"], args.attack, case["baseline_run"], args.device, progress=say
+            )
         except PrivsplatError as e:
             say(f"error: {e}")
             return 2
         report = verification_report(views.originals, views.sets, args.threshold, views.faces)
         report["inputs"] = views.inputs
-        runs.append({**{k: None if v is None else str(v) for k, v in case.items()},
-                     "seconds": round(time.perf_counter() - t, 1), "report": report})
+        runs.append(
+            {
+                **{k: None if v is None else str(v) for k, v in case.items()},
+                "seconds": round(time.perf_counter() - t, 1),
+                "report": report,
+            }
+        )
         views_by_originals.setdefault(str(Path(case["originals"]).resolve()), views)  # one run per identity
 
     reports = [r["report"] for r in runs]
@@ -154,17 +190,29 @@ def main() -> int:
     if len(views_by_originals) >= 2:
         ids = {f"id{i}": v for i, v in enumerate(views_by_originals.values())}
         cross = cross_identity_report(ids, args.threshold)
-    pooled = {n: {"same_view": pooled_share(reports, n, "same_view"),
-                  "cross_view": pooled_share(reports, n, "cross_view"),
-                  "false_accept": cross["sets"].get(n, {}).get("false_accept") if cross else None}
-              for n in names}
-    results = {"threshold": args.threshold, "attack": args.attack, "paper_table2": PAPER,
-               "originals": sum(r["n_originals"] for r in reports),
-               "faces_found": sum(r["n_faces_found"] for r in reports),
-               "pooled": pooled, "runs": runs, "cross_identity": cross}
+    pooled = {
+        n: {
+            "same_view": pooled_share(reports, n, "same_view"),
+            "cross_view": pooled_share(reports, n, "cross_view"),
+            "false_accept": cross["sets"].get(n, {}).get("false_accept") if cross else None,
+        }
+        for n in names
+    }
+    results = {
+        "threshold": args.threshold,
+        "attack": args.attack,
+        "paper_table2": PAPER,
+        "originals": sum(r["n_originals"] for r in reports),
+        "faces_found": sum(r["n_faces_found"] for r in reports),
+        "pooled": pooled,
+        "runs": runs,
+        "cross_identity": cross,
+    }
     if cross is None:
-        results["false_accept_note"] = ("false accept: needs runs of two or more distinct originals folders "
-                                        "(identities); with one identity it is not measured.")
+        results["false_accept_note"] = (
+            "false accept: needs runs of two or more distinct originals folders "
+            "(identities); with one identity it is not measured."
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", results)
     md = table(results)

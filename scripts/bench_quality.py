@@ -37,8 +37,7 @@ ROWS = {
 
 
 def prepare(head: str, root: Path, resolution: int, neutral: int) -> tuple[Path, Path]:
-    from privsplat.data.synth import synthesize
-    from privsplat.data.synth import rear_view_names
+    from privsplat.data.synth import rear_view_names, synthesize
     from privsplat.privacy.protect import protect
 
     data, prot = root / f"{head}-{resolution}", root / f"{head}-{resolution}-protected"
@@ -67,8 +66,8 @@ def main() -> int:
 
     from privsplat.eval.geometry import evaluate_mesh
     from privsplat.io import write_json
-    from privsplat.train.config import load_preset
     from privsplat.pipeline import fit_run, setup_logging
+    from privsplat.train.config import load_preset
 
     setup_logging()
     base = load_preset(args.preset)
@@ -84,15 +83,34 @@ def main() -> int:
                 continue
             which, overrides = ROWS[row]
             cfg = base.replace(**{**extra, **overrides})
-            run = args.out / "runs" / f"{head}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
+            run = (
+                args.out
+                / "runs"
+                / f"{head}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
+            )
             t = time.perf_counter()
-            m = fit_run(data if which == "rgb" else prot, run, cfg, device=args.device, overwrite=True,
-                        progress=False, preset=args.preset, threads=args.threads)
+            m = fit_run(
+                data if which == "rgb" else prot,
+                run,
+                cfg,
+                device=args.device,
+                overwrite=True,
+                progress=False,
+                preset=args.preset,
+                threads=args.threads,
+            )
             s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=mask)
-            results[key] = {"head": head, "row": row, "chamfer": s["chamfer"], "accuracy": s["accuracy"],
-                            "completeness": s["completeness"], "seconds": round(time.perf_counter() - t, 1),
-                            "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
-                            "surfels": m["surfels"], "device": m["device"]}
+            results[key] = {
+                "head": head,
+                "row": row,
+                "chamfer": s["chamfer"],
+                "accuracy": s["accuracy"],
+                "completeness": s["completeness"],
+                "seconds": round(time.perf_counter() - t, 1),
+                "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
+                "surfels": m["surfels"],
+                "device": m["device"],
+            }
             write_json(results_path, results)
             print(f"{head:10s} {row:24s} chamfer {s['chamfer']:.4f}  ({results[key]['seconds']} s)", flush=True)
     md = table(results, args.heads, args.rows, args.resolution)
@@ -104,9 +122,12 @@ def main() -> int:
 
 def table(results: dict, heads: list[str], rows: list[str], resolution: int) -> str:
     units = {h: ("mm" if h == "nefertiti" else "cm") for h in heads}
-    lines = [f"Face-region Chamfer ({resolution} px, 36 views; ICT in cm, nefertiti in its mm-like units)", "",
-             "| row | " + " | ".join(f"{h} ({units[h]})" for h in heads) + " | mean ratio to full-RGB |",
-             "|---|" + "---|" * (len(heads) + 1)]
+    lines = [
+        f"Face-region Chamfer ({resolution} px, 36 views; ICT in cm, nefertiti in its mm-like units)",
+        "",
+        "| row | " + " | ".join(f"{h} ({units[h]})" for h in heads) + " | mean ratio to full-RGB |",
+        "|---|" + "---|" * (len(heads) + 1),
+    ]
     for row in rows:
         cells, ratios = [], []
         for h in heads:
@@ -115,8 +136,11 @@ def table(results: dict, heads: list[str], rows: list[str], resolution: int) -> 
             cells.append("—" if r is None else f"{r['chamfer']:.4f}")
             if r is not None and base is not None and base["chamfer"] > 0:
                 ratios.append(r["chamfer"] / base["chamfer"])
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {np.mean(ratios):.3f} |" if ratios else
-                     f"| {row} | " + " | ".join(cells) + " | — |")
+        lines.append(
+            f"| {row} | " + " | ".join(cells) + f" | {np.mean(ratios):.3f} |"
+            if ratios
+            else f"| {row} | " + " | ".join(cells) + " | — |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -77,18 +77,25 @@ def main() -> int:
             row = {"backend": backend, "n_surfels": n, "size": size, "load_avg_1m": round(os.getloadavg()[0], 2)}
             for name, f in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
                 wall, cpu = _times_ms(f, args.repeats)
-                row[f"{name}_ms"] = _median(wall)        # wall clock, median
-                row[f"{name}_cpu_ms"] = _median(cpu)     # process CPU time, median
-                row[f"{name}_cpu_min_ms"] = min(cpu)     # least disturbed run
+                row[f"{name}_ms"] = _median(wall)  # wall clock, median
+                row[f"{name}_cpu_ms"] = _median(cpu)  # process CPU time, median
+                row[f"{name}_cpu_min_ms"] = min(cpu)  # least disturbed run
             for key in ("n_pairs", "n_candidates", "n_box_pixels", "n_span_pixels"):
                 if out.meta.get(key) is not None:
                     row[key] = out.meta[key]
             row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
             results.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    doc = {"benchmark": "render-cpu", "threads": torch.get_num_threads(), "repeats": args.repeats,
-           "torch": torch.__version__, "numba_jit": jit_s, "cpu_count": os.cpu_count(),
-           "note": "shared machine: timings are noisy (see load_avg_1m per case)", "results": results}
+    doc = {
+        "benchmark": "render-cpu",
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "numba_jit": jit_s,
+        "cpu_count": os.cpu_count(),
+        "note": "shared machine: timings are noisy (see load_avg_1m per case)",
+        "results": results,
+    }
     if "numba" in impls:
         import numba
 

@@ -47,8 +47,23 @@ STAGE_RE = re.compile(r"(\w+) done: (\d+) iterations in ([\d.]+) s")
 
 def make_data(root: Path, resolution: int, views: int) -> Path:
     data = root / "synth"
-    subprocess.run([sys.executable, "-m", "privsplat", "synth", "--out", str(data), "--views", str(views),
-                    "--resolution", str(resolution)], check=True, capture_output=True, env=_env("one"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privsplat",
+            "synth",
+            "--out",
+            str(data),
+            "--views",
+            str(views),
+            "--resolution",
+            str(resolution),
+        ],
+        check=True,
+        capture_output=True,
+        env=_env("one"),
+    )
     return data
 
 
@@ -61,15 +76,34 @@ def _env(policy: str) -> dict:
 
 
 def run_fit(policy: str, data: Path, out: Path, iters: int, timeout: float) -> dict:
-    argv = ["fit", "--data", str(data), "--out", str(out), "--overwrite", "--no-mesh", "--no-progress",
-            "--stage1-iters", str(iters), "--stage2-iters", "0", "--seed", "0"]
+    argv = [
+        "fit",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-mesh",
+        "--no-progress",
+        "--stage1-iters",
+        str(iters),
+        "--stage2-iters",
+        "0",
+        "--seed",
+        "0",
+    ]
     if policy == "one":
         argv += ["--threads", "1"]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", DRIVER, policy, *argv], capture_output=True, text=True,
-                              env=_env(policy), timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", DRIVER, policy, *argv],
+            capture_output=True,
+            text=True,
+            env=_env(policy),
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"wall_s": None, "stage_s": None, "timed_out": True, "load_before": round(load, 2)}
     wall = time.perf_counter() - t0
@@ -77,8 +111,12 @@ def run_fit(policy: str, data: Path, out: Path, iters: int, timeout: float) -> d
         raise SystemExit(f"fit failed ({policy}):\n{proc.stderr[-3000:]}")
     stages = [(m.group(1), int(m.group(2)), float(m.group(3))) for m in STAGE_RE.finditer(proc.stderr + proc.stdout)]
     stage_s = sum(s for _, _, s in stages) if stages else None
-    return {"wall_s": round(wall, 2), "stage_s": stage_s, "iters": sum(i for _, i, _ in stages),
-            "load_before": round(load, 2)}
+    return {
+        "wall_s": round(wall, 2),
+        "stage_s": stage_s,
+        "iters": sum(i for _, i, _ in stages),
+        "load_before": round(load, 2),
+    }
 
 
 def measure(policy: str, data: Path, root: Path, iters: int, timeout: float, busy: bool) -> dict:
@@ -117,9 +155,15 @@ def main() -> int:
             a, b = row["alone_stage_s"], row["beside_busy_stage_s"]
             row["ratio"] = round(b / a, 2) if a and b else None
             results[policy] = row
-    doc = {"benchmark": "stall", "iters": args.iters, "resolution": args.resolution, "views": args.views,
-           "cores": os.cpu_count(), "note": "shared machine: timings are noisy (see load_before)",
-           "results": results}
+    doc = {
+        "benchmark": "stall",
+        "iters": args.iters,
+        "resolution": args.resolution,
+        "views": args.views,
+        "cores": os.cpu_count(),
+        "note": "shared machine: timings are noisy (see load_before)",
+        "results": results,
+    }
     print(json.dumps(doc, indent=2))
     return 0
 

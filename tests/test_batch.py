@@ -13,8 +13,14 @@ import pytest
 from privsplat.errors import PrivsplatError
 
 # Tiny fits: about ten seconds each on a busy 2-core CPU.
-TINY = {"n_init": 400, "stage1_iters": 40, "stage2_iters": 20, "checkpoint_every": 20, "mesh_orbit_views": 4,
-        "mesh_resolution": 64}
+TINY = {
+    "n_init": 400,
+    "stage1_iters": 40,
+    "stage2_iters": 20,
+    "checkpoint_every": 20,
+    "mesh_orbit_views": 4,
+    "mesh_resolution": 64,
+}
 
 
 def _yaml(path, jobs: list[dict]):
@@ -26,26 +32,35 @@ def _yaml(path, jobs: list[dict]):
 
 # --- job lists and the driver-side check (no Ray) --------------------------------------------
 
+
 def test_yaml_jobs_resolve_paths_against_the_file(tmp_path, protected_head):
     from privsplat.batch import load_jobs
 
     (tmp_path / "sub").mkdir()
-    jobs = load_jobs(_yaml(tmp_path / "sub" / "jobs.yaml", [
-        {"dataset": str(protected_head), "name": "a", "overrides": {"stage1_iters": 7}, "gt": "../gt.ply"},
-        str(protected_head.parent / "head"),
-    ]))
+    jobs = load_jobs(
+        _yaml(
+            tmp_path / "sub" / "jobs.yaml",
+            [
+                {"dataset": str(protected_head), "name": "a", "overrides": {"stage1_iters": 7}, "gt": "../gt.ply"},
+                str(protected_head.parent / "head"),
+            ],
+        )
+    )
     assert [j.name for j in jobs] == ["a", "head"]
     assert jobs[0].gt == tmp_path / "gt.ply" and jobs[0].overrides == {"stage1_iters": 7}
     assert jobs[1].dataset == protected_head.resolve() and jobs[1].preset == "head64"
 
 
-@pytest.mark.parametrize("entries, message", [
-    ([{"dataset": "x", "presett": "head64"}], "unknown keys"),
-    ([{"dataset": "x", "name": "j"}, {"dataset": "y", "name": "j"}], "more than once"),
-    ([{"name": "no-dataset"}], "'dataset' key"),
-    ([], "non-empty list"),
-    ([{"dataset": "x", "overrides": [1]}], "'overrides' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{"dataset": "x", "presett": "head64"}], "unknown keys"),
+        ([{"dataset": "x", "name": "j"}, {"dataset": "y", "name": "j"}], "more than once"),
+        ([{"name": "no-dataset"}], "'dataset' key"),
+        ([], "non-empty list"),
+        ([{"dataset": "x", "overrides": [1]}], "'overrides' must be a mapping"),
+    ],
+)
 def test_bad_job_lists_are_refused_whole(tmp_path, entries, message):
     from privsplat.batch import load_jobs
 
@@ -124,8 +139,10 @@ def test_rerun_skips_done_and_refuses_a_changed_spec_without_starting_ray(protec
 
     out = tmp_path / "out"
     done, changed = Job("done", protected_head, overrides=TINY), Job("changed", protected_head, overrides=TINY)
-    write_json(out / ".batch" / "done" / "job.json", {"spec": done.resolved().spec(), "status": "done", "seconds": 12.5,
-                                                "attempts": 1, "summary": {"surfels": 77}})
+    write_json(
+        out / ".batch" / "done" / "job.json",
+        {"spec": done.resolved().spec(), "status": "done", "seconds": 12.5, "attempts": 1, "summary": {"surfels": 77}},
+    )
     (out / "done").mkdir()
     (out / "done" / "report.html").write_text("<html></html>")
     old = Job("changed", protected_head, overrides={**TINY, "seed": 5}).resolved().spec()
@@ -142,12 +159,18 @@ def test_rerun_skips_done_and_refuses_a_changed_spec_without_starting_ray(protec
 
 # --- on Ray (local, 2 CPUs) ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20,
-                 logging_level="ERROR")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=80 * 2**20,
+            logging_level="ERROR",
+        )
     except Exception as e:  # no /dev/shm, no ports, a sandbox: skip rather than fail
         pytest.skip(f"Ray cannot start here: {e}")
     yield ray
@@ -158,12 +181,20 @@ def local_ray():
 def test_three_jobs_one_bad_then_a_rerun_skips_the_finished(local_ray, protected_head, synth_head, tmp_path):
     from privsplat.batch import read_attempts, run_batch
 
-    jobs = _yaml(tmp_path / "jobs.yaml", [
-        {"name": "a", "dataset": str(protected_head), "overrides": TINY, "gt": str(synth_head / "gt_mesh.ply"),
-         "gt_face_mask": str(synth_head / "gt_face_mask.npy")},
-        {"name": "b", "dataset": str(protected_head), "overrides": {**TINY, "seed": 1}},
-        {"name": "bad", "dataset": str(synth_head), "overrides": TINY},  # not protected
-    ])
+    jobs = _yaml(
+        tmp_path / "jobs.yaml",
+        [
+            {
+                "name": "a",
+                "dataset": str(protected_head),
+                "overrides": TINY,
+                "gt": str(synth_head / "gt_mesh.ply"),
+                "gt_face_mask": str(synth_head / "gt_face_mask.npy"),
+            },
+            {"name": "b", "dataset": str(protected_head), "overrides": {**TINY, "seed": 1}},
+            {"name": "bad", "dataset": str(synth_head), "overrides": TINY},  # not protected
+        ],
+    )
     out = tmp_path / "out"
     seen = []
     summary = run_batch(jobs, out, poll_s=0.5, on_progress=seen.append)

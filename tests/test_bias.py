@@ -52,11 +52,11 @@ def fibonacci_sphere(n: int) -> np.ndarray:
 def gt_depth(frame, center, radius) -> np.ndarray:
     """Analytic z-depth of the sphere at every pixel centre (inf where the ray misses)."""
     u, v = np.meshgrid(np.arange(frame.width) + 0.5, np.arange(frame.height) + 0.5)
-    d_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(frame.K).T     # z = 1
+    d_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(frame.K).T  # z = 1
     R, t = frame.w2c[:3, :3], frame.w2c[:3, 3]
     eye, d = -R.T @ t, d_cam @ R
     oc = eye - center
-    a, b, c = (d * d).sum(-1), 2 * (d * oc).sum(-1), oc @ oc - radius ** 2
+    a, b, c = (d * d).sum(-1), 2 * (d * oc).sum(-1), oc @ oc - radius**2
     disc = b * b - 4 * a * c
     with np.errstate(invalid="ignore"):
         s = (-b - np.sqrt(disc)) / (2 * a)
@@ -74,9 +74,13 @@ def render_sphere_surfels(sphere_data, lowpass: str, n: int = 20000, size: float
     ds, center, radius, pixel = sphere_data
     d = fibonacci_sphere(n)
     spacing = radius * math.sqrt(4 * math.pi / n)
-    args = (torch.tensor(center + radius * d, dtype=torch.float32),
-            torch.tensor(quats_from_normals(d, np.random.default_rng(0)), dtype=torch.float32),
-            torch.full((n, 2), size * spacing), torch.full((n,), 0.99), torch.full((n, 3), 0.5))
+    args = (
+        torch.tensor(center + radius * d, dtype=torch.float32),
+        torch.tensor(quats_from_normals(d, np.random.default_rng(0)), dtype=torch.float32),
+        torch.full((n, 2), size * spacing),
+        torch.full((n,), 0.99),
+        torch.full((n, 3), 0.5),
+    )
     offsets, depths = [], []
     for f in ds.frames[:4]:
         out = rasterize(*args, Cameras.from_numpy(f.K, f.w2c, f.width, f.height), backend=backend, lowpass=lowpass)
@@ -92,8 +96,8 @@ def render_sphere_surfels(sphere_data, lowpass: str, n: int = 20000, size: float
 
 def test_sphere_fixture_is_what_the_pixel_numbers_assume(sphere_data):
     _, center, radius, pixel = sphere_data
-    assert radius == pytest.approx(1.0, abs=0.02)      # normalised: the silhouettes' radius
-    assert 0.025 < pixel < 0.04                         # ~30 px across the sphere's radius
+    assert radius == pytest.approx(1.0, abs=0.02)  # normalised: the silhouettes' radius
+    assert 0.025 < pixel < 0.04  # ~30 px across the sphere's radius
 
 
 def test_gsplat_lowpass_widens_silhouettes(sphere_data):
@@ -117,7 +121,7 @@ def test_visual_hull_surface_lies_on_the_carved_boundary(sphere_data):
     ds, center, radius, pixel = sphere_data
     pts, normals, voxel = visual_hull(ds, {f.name: load_mask(f) for f in ds.frames})
     signed = (np.linalg.norm(pts - center, axis=1) - radius) / pixel
-    assert voxel / pixel > 1.0                          # the grid is coarser than a pixel here
+    assert voxel / pixel > 1.0  # the grid is coarser than a pixel here
     assert abs(np.median(signed)) < 0.3
     outward = ((pts - center) * normals).sum(1) / np.linalg.norm(pts - center, axis=1)
     assert np.median(outward) > 0.95

@@ -9,9 +9,9 @@ from privsplat.cameras import Cameras, intrinsics_from_fov, look_at
 def test_look_at_is_upright_opencv():
     w2c = look_at(np.array([0.0, 0.0, 5.0]), np.zeros(3))
     R = w2c[:3, :3]
-    np.testing.assert_allclose(R[2], [0, 0, -1], atol=1e-12)   # forward: toward the target
-    np.testing.assert_allclose(R[1], [0, -1, 0], atol=1e-12)   # image down = world down
-    np.testing.assert_allclose(R[0], [1, 0, 0], atol=1e-12)    # image right = world +x
+    np.testing.assert_allclose(R[2], [0, 0, -1], atol=1e-12)  # forward: toward the target
+    np.testing.assert_allclose(R[1], [0, -1, 0], atol=1e-12)  # image down = world down
+    np.testing.assert_allclose(R[0], [1, 0, 0], atol=1e-12)  # image right = world +x
     np.testing.assert_allclose(np.linalg.det(R), 1.0)
     np.testing.assert_allclose(w2c @ [0, 0, 5.0, 1], [0, 0, 0, 1], atol=1e-12)
 
@@ -31,7 +31,9 @@ def test_scaled_cameras_keep_rays():
     assert (half.width, half.height) == (32, 24)
     # the continuous pixel coordinate of a point scales with the image
     X = torch.tensor([0.1, -0.2, 0.0, 1.0])
+
     def project(c):
         x = (c.viewmats[0] @ X)[:3]
         return (c.Ks[0] @ x)[:2] / x[2]
+
     torch.testing.assert_close(project(half), 0.5 * project(cams))

@@ -20,8 +20,10 @@ def tiny_nerfstudio(d: Path, n=2) -> Path:
     (d / "images").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         cv2.imwrite(str(d / "images" / f"{i}.png"), np.full((8, 10, 3), 100, np.uint8))
-    frames = [{"file_path": f"images/{i}.png",
-               "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]} for i in range(n)]
+    frames = [
+        {"file_path": f"images/{i}.png", "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]}
+        for i in range(n)
+    ]
     (d / "transforms.json").write_text(json.dumps({"fl_x": 10, "w": 10, "h": 8, "frames": frames}))
     return d
 
@@ -32,24 +34,34 @@ def edit(d: Path, fn):
     (d / "transforms.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda m: m.update(frames=[]), "empty frame list"),
-    (lambda m: m["frames"][0].update(file_path="images/nope.png"), "does not exist"),
-    (lambda m: m["frames"][0].update(transform_matrix=[[float("nan")] * 4] * 4), "finite"),
-    (lambda m: m["frames"][0].update(transform_matrix=[[0] * 4] * 4), "singular"),
-    (lambda m: m["frames"][0].update(transform_matrix=np.diag([2, 2, 2, 1]).tolist()), "orthonormal"),
-    (lambda m: m.pop("fl_x"), "focal length"),
-    (lambda m: m.update(fl_x=-3), "positive focal"),
-    (lambda m: m.update(fl_x=1e308), "implausible"),
-    (lambda m: m.update(cx=1e9), "principal point"),
-    (lambda m: [f.update(transform_matrix=[[1, 0, 0, 1e-9 * i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]])
-                for i, f in enumerate(m["frames"])], "coincide"),
-    (lambda m: m.update(camera_model="EQUIRECTANGULAR", k1=0.1), "not supported"),
-    (lambda m: m.update(k1=0.1, k4=0.2), "k4"),
-    (lambda m: m["frames"][0].update(privsplat_kind="secret"), "privsplat_kind"),
-    (lambda m: m["frames"][0].update(privsplat_kind="protected", privsplat_magnitude_scale=1.0),
-     "no privsplat_manifest.json"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda m: m.update(frames=[]), "empty frame list"),
+        (lambda m: m["frames"][0].update(file_path="images/nope.png"), "does not exist"),
+        (lambda m: m["frames"][0].update(transform_matrix=[[float("nan")] * 4] * 4), "finite"),
+        (lambda m: m["frames"][0].update(transform_matrix=[[0] * 4] * 4), "singular"),
+        (lambda m: m["frames"][0].update(transform_matrix=np.diag([2, 2, 2, 1]).tolist()), "orthonormal"),
+        (lambda m: m.pop("fl_x"), "focal length"),
+        (lambda m: m.update(fl_x=-3), "positive focal"),
+        (lambda m: m.update(fl_x=1e308), "implausible"),
+        (lambda m: m.update(cx=1e9), "principal point"),
+        (
+            lambda m: [
+                f.update(transform_matrix=[[1, 0, 0, 1e-9 * i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]])
+                for i, f in enumerate(m["frames"])
+            ],
+            "coincide",
+        ),
+        (lambda m: m.update(camera_model="EQUIRECTANGULAR", k1=0.1), "not supported"),
+        (lambda m: m.update(k1=0.1, k4=0.2), "k4"),
+        (lambda m: m["frames"][0].update(privsplat_kind="secret"), "privsplat_kind"),
+        (
+            lambda m: m["frames"][0].update(privsplat_kind="protected", privsplat_magnitude_scale=1.0),
+            "no privsplat_manifest.json",
+        ),
+    ],
+)
 def test_bad_transforms(tmp_path, mutate, message):
     d = tiny_nerfstudio(tmp_path)
     edit(d, mutate)
@@ -91,16 +103,37 @@ def test_privacy_rule_load_rgb_refuses_protected(protected_head):
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=4),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-    max_leaves=12)
-frame_like = st.fixed_dictionaries({}, optional={
-    "file_path": st.sampled_from(["images/0.png", "images/0", "x", 3, None]),
-    "transform_matrix": st.one_of(json_values, st.lists(st.lists(st.floats(-2, 2), min_size=4, max_size=4),
-                                                        min_size=3, max_size=4)),
-    "fl_x": json_values, "w": json_values, "h": json_values, "mask_path": json_values,
-    "privsplat_kind": st.sampled_from(["rgb", "protected", "x"]), "camera_angle_x": json_values})
-meta_like = st.one_of(json_values, st.fixed_dictionaries({"frames": st.lists(frame_like, max_size=3)}, optional={
-    "fl_x": json_values, "w": json_values, "h": json_values, "camera_angle_x": json_values, "k1": json_values,
-    "privsplat_normalisation": json_values}))
+    max_leaves=12,
+)
+frame_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "file_path": st.sampled_from(["images/0.png", "images/0", "x", 3, None]),
+        "transform_matrix": st.one_of(
+            json_values, st.lists(st.lists(st.floats(-2, 2), min_size=4, max_size=4), min_size=3, max_size=4)
+        ),
+        "fl_x": json_values,
+        "w": json_values,
+        "h": json_values,
+        "mask_path": json_values,
+        "privsplat_kind": st.sampled_from(["rgb", "protected", "x"]),
+        "camera_angle_x": json_values,
+    },
+)
+meta_like = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"frames": st.lists(frame_like, max_size=3)},
+        optional={
+            "fl_x": json_values,
+            "w": json_values,
+            "h": json_values,
+            "camera_angle_x": json_values,
+            "k1": json_values,
+            "privsplat_normalisation": json_values,
+        },
+    ),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -117,9 +150,15 @@ def test_fuzz_transforms_json(tmp_path, meta):
 
 
 matrices = st.one_of(
-    st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=4, max_size=4),
-             min_size=3, max_size=4).map(np.array),
-    st.just(np.zeros((4, 4))), st.just(np.ones((2, 2))), st.just(np.array("text")))
+    st.lists(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=4, max_size=4),
+        min_size=3,
+        max_size=4,
+    ).map(np.array),
+    st.just(np.zeros((4, 4))),
+    st.just(np.ones((2, 2))),
+    st.just(np.array("text")),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -44,18 +44,28 @@ def write_nerfstudio(d: Path, Ks, w2cs, ext=True):
     write_images(d, len(Ks))
     frames = []
     for i, (K, w2c) in enumerate(zip(Ks, w2cs)):
-        frames.append({"file_path": f"images/im{i}" + (".png" if ext else ""), "mask_path": f"masks/im{i}.png",
-                       "transform_matrix": (np.linalg.inv(w2c) @ GL_TO_CV).tolist(),
-                       "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]})
+        frames.append(
+            {
+                "file_path": f"images/im{i}" + (".png" if ext else ""),
+                "mask_path": f"masks/im{i}.png",
+                "transform_matrix": (np.linalg.inv(w2c) @ GL_TO_CV).tolist(),
+                "fl_x": K[0, 0],
+                "fl_y": K[1, 1],
+                "cx": K[0, 2],
+                "cy": K[1, 2],
+            }
+        )
     (d / "transforms.json").write_text(json.dumps({"w": W, "h": H, "frames": frames}))
 
 
 def write_colmap(d: Path, Ks, w2cs, binary: bool):
     write_images(d, len(Ks))
-    cams = {i + 1: ColmapCamera("PINHOLE", W, H, np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]))
-            for i, K in enumerate(Ks)}
-    imgs = {i + 1: ColmapImage(rotation_to_qvec(w2c[:3, :3]), w2c[:3, 3], i + 1, f"im{i}.png")
-            for i, w2c in enumerate(w2cs)}
+    cams = {
+        i + 1: ColmapCamera("PINHOLE", W, H, np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])) for i, K in enumerate(Ks)
+    }
+    imgs = {
+        i + 1: ColmapImage(rotation_to_qvec(w2c[:3, :3]), w2c[:3, 3], i + 1, f"im{i}.png") for i, w2c in enumerate(w2cs)
+    }
     (write_model_bin if binary else write_model_txt)(d / "sparse" / "0", cams, imgs)
 
 
@@ -74,8 +84,12 @@ def write_idr(d: Path, Ks, w2cs):
     np.savez(d / "cameras.npz", **arrays)
 
 
-WRITERS = {"nerfstudio": write_nerfstudio, "colmap_txt": lambda d, K, P: write_colmap(d, K, P, False),
-           "colmap_bin": lambda d, K, P: write_colmap(d, K, P, True), "idr": write_idr}
+WRITERS = {
+    "nerfstudio": write_nerfstudio,
+    "colmap_txt": lambda d, K, P: write_colmap(d, K, P, False),
+    "colmap_bin": lambda d, K, P: write_colmap(d, K, P, True),
+    "idr": write_idr,
+}
 
 
 @pytest.fixture(scope="module")

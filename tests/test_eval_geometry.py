@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from privsplat.errors import PrivsplatError
 from privsplat.commands.eval import Eval
+from privsplat.errors import PrivsplatError
 from privsplat.eval.geometry import evaluate_mesh, parse_face_sphere, sample_surface
 
 N = 20_000  # samples per surface: enough for these analytic cases, fast on 2 cores
@@ -124,12 +124,15 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
 
     for name, z in (("pred.ply", 0.02), ("gt.ply", 0.0)):
         V, F = unit_square(z)
-        o3d.io.write_triangle_mesh(str(tmp_path / name), o3d.geometry.TriangleMesh(
-            o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F)))
+        o3d.io.write_triangle_mesh(
+            str(tmp_path / name),
+            o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F)),
+        )
     np.save(tmp_path / "mask.npy", np.ones(4, bool))
     out = tmp_path / "metrics.json"
-    Eval(mesh=tmp_path / "pred.ply", gt=tmp_path / "gt.ply", gt_face_mask=tmp_path / "mask.npy",
-         n_samples=2000, json=out).run()
+    Eval(
+        mesh=tmp_path / "pred.ply", gt=tmp_path / "gt.ply", gt_face_mask=tmp_path / "mask.npy", n_samples=2000, json=out
+    ).run()
     assert "Chamfer" in capsys.readouterr().out
     saved = json.loads(out.read_text())
     assert saved["chamfer"] == pytest.approx(0.02, rel=1e-3)
@@ -146,6 +149,6 @@ def test_shaded_mesh_render_of_a_sphere_matches_its_analytic_silhouette():
     w2c = look_at(np.array([0.0, 0.0, dist]), np.zeros(3))
     img = shade_mesh(V, F, K, w2c, size, size)[0]
     r_px = K[0, 0] * np.tan(np.arcsin(1.0 / dist))  # projected silhouette radius
-    assert (img > 0).sum() == pytest.approx(np.pi * r_px ** 2, rel=0.03)
+    assert (img > 0).sum() == pytest.approx(np.pi * r_px**2, rel=0.03)
     assert img[size // 2, size // 2] == pytest.approx(1.0, abs=2e-3)  # facing the headlight
     assert img[0, 0] == 0.0 and img.max() <= 1.0

@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 
 from privsplat.errors import PrivsplatError
-from privsplat.eval.inversion import (fit_image_to_magnitude, invert_gradient_magnitude,
-                                      poisson_from_magnitude, sigma_mismatch)
+from privsplat.eval.inversion import (
+    fit_image_to_magnitude,
+    invert_gradient_magnitude,
+    poisson_from_magnitude,
+    sigma_mismatch,
+)
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude
 
 
@@ -13,7 +17,7 @@ def grey_sigma(x: np.ndarray) -> np.ndarray:
 
 def blob(n=48, width=0.25):
     yy, xx = np.mgrid[0:n, 0:n] / (n - 1) - 0.5
-    return np.exp(-(xx ** 2 + yy ** 2) / (2 * width ** 2)).astype(np.float32)
+    return np.exp(-(xx**2 + yy**2) / (2 * width**2)).astype(np.float32)
 
 
 def test_poisson_rebuilds_a_centred_blob_from_its_magnitude():

@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("dlib", reason="face-recognition extra not installed (pip install -e .[fr])")
 pytest.importorskip("face_recognition_models", reason="face-recognition extra not installed")
 
+from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 from privsplat.errors import PrivsplatError  # noqa: E402
 from privsplat.eval import privacy  # noqa: E402
-from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude  # noqa: E402
 
 
@@ -57,8 +57,14 @@ def test_cli_writes_a_table_for_a_tiny_set(tmp_path, astronaut, capsys):
         small = cv2.resize(mild_augment(img), (128, 128), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(tmp_path / "rend" / f"{name}.png"), small[..., ::-1])
     cv2.imwrite(str(tmp_path / "rend" / "unmatched.png"), astronaut[..., ::-1])  # no original: ignored
-    report = PrivacyEval(originals=tmp_path / "orig", protected=tmp_path / "prot", renders=tmp_path / "rend",
-                         attack="poisson", json=tmp_path / "r.json", md=tmp_path / "r.md").run()
+    report = PrivacyEval(
+        originals=tmp_path / "orig",
+        protected=tmp_path / "prot",
+        renders=tmp_path / "rend",
+        attack="poisson",
+        json=tmp_path / "r.json",
+        md=tmp_path / "r.md",
+    ).run()
     table = (tmp_path / "r.md").read_text()
     assert table.count("\n| ") == 5  # header + original, protected, inverted, renders
     assert "| protected | 0.0% (2," in table

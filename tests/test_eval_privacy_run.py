@@ -14,9 +14,9 @@ pytest.importorskip("dlib", reason="face-recognition extra not installed (pip in
 pytest.importorskip("face_recognition_models", reason="face-recognition extra not installed")
 pytest.importorskip("open3d", reason="synthetic heads and mesh renders need open3d")
 
+from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 from privsplat.errors import PrivsplatError  # noqa: E402
 from privsplat.eval import privacy  # noqa: E402
-from privsplat.commands.privacy_eval import PrivacyEval  # noqa: E402
 
 N_SURFELS = 3000
 
@@ -41,8 +41,9 @@ def fake_run(data, run, seed: int = 0):
     model = SurfelModel.from_points(points, tri_n[tris], cfg)
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"model": model.state()}, run / "checkpoints" / "latest.pt")
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": str(data.resolve()), "preset": "test",
-                                                     "device": "cpu", "config": cfg.to_dict()}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"data": str(data.resolve()), "preset": "test", "device": "cpu", "config": cfg.to_dict()})
+    )
     shutil.copy(data.parent / "head" / "gt_mesh.ply", run / "mesh.ply")
     return run
 
@@ -63,10 +64,23 @@ def head(tmp_path_factory):
 
 def test_run_report_has_every_set_with_sane_shares(head, capsys):
     r = head
-    report = PrivacyEval(originals=r / "head", run_dir=r / "run", baseline_run=r / "rgb_run", attack="poisson",
-                         device="cpu", json=r / "report.json", md=r / "report.md").run()
-    sets = ["original", "protected", "inverted (poisson, 2 guesses)", privacy.MODEL_RENDERS,
-            privacy.MESH_RENDERS, privacy.BASELINE_RENDERS]
+    report = PrivacyEval(
+        originals=r / "head",
+        run_dir=r / "run",
+        baseline_run=r / "rgb_run",
+        attack="poisson",
+        device="cpu",
+        json=r / "report.json",
+        md=r / "report.md",
+    ).run()
+    sets = [
+        "original",
+        "protected",
+        "inverted (poisson, 2 guesses)",
+        privacy.MODEL_RENDERS,
+        privacy.MESH_RENDERS,
+        privacy.BASELINE_RENDERS,
+    ]
     assert list(report["sets"]) == sets
     faces = report["n_faces_found"]
     assert report["n_originals"] == 8 and faces >= 2  # every view is protected; frontal ones have a face

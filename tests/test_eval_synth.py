@@ -12,8 +12,12 @@ def synth_dir(tmp_path_factory):
 
 
 def test_gt_against_itself_on_the_face_region(synth_dir):
-    m = evaluate_mesh(synth_dir / "gt_mesh.ply", synth_dir / "gt_mesh.ply",
-                      gt_face_mask=synth_dir / "gt_face_mask.npy", n_samples=20_000)
+    m = evaluate_mesh(
+        synth_dir / "gt_mesh.ply",
+        synth_dir / "gt_mesh.ply",
+        gt_face_mask=synth_dir / "gt_face_mask.npy",
+        n_samples=20_000,
+    )
     assert m["chamfer"] < 1e-6 * m["gt_bbox_diagonal"]
     assert 0 < m["n_scored_gt"] < 0.7 * m["n_samples"]
 
@@ -39,8 +43,13 @@ def test_privacy_eval_renders_the_mesh_from_the_dataset_cameras(synth_dir, tmp_p
     pytest.importorskip("dlib", reason="privacy-eval needs the fr extra")
     from privsplat.commands.privacy_eval import PrivacyEval
 
-    report = PrivacyEval(originals=synth_dir / "images", mesh=synth_dir / "gt_mesh.ply", cameras=synth_dir,
-                         attack="none", md=tmp_path / "r.md").run()
+    report = PrivacyEval(
+        originals=synth_dir / "images",
+        mesh=synth_dir / "gt_mesh.ply",
+        cameras=synth_dir,
+        attack="none",
+        md=tmp_path / "r.md",
+    ).run()
     s = report["sets"]["mesh renders (shaded)"]
     assert s["n_candidates"] == 6 and s["missing"] == []
     assert s["same_view"]["pairs"] == report["n_faces_found"]

@@ -26,8 +26,12 @@ from hypothesis import strategies as st  # noqa: E402
 
 from privsplat.errors import PrivsplatError  # noqa: E402
 
-FUZZ = settings(max_examples=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def outcome(count: Counter, fn, known: tuple[type[BaseException], ...] = ()) -> None:
@@ -55,6 +59,7 @@ def report(capsys, what: str, count: Counter, at_least: int) -> None:
 
 # ----------------------------------------------------------------------------- meshes
 
+
 def tetra_ply(path: Path, ascii: bool = False) -> Path:
     import open3d as o3d
 
@@ -64,9 +69,12 @@ def tetra_ply(path: Path, ascii: bool = False) -> Path:
 
 
 def forged_header(path: Path, n: str = "100000000000", fmt: str = "binary_little_endian") -> Path:
-    path.write_bytes(f"ply\nformat {fmt} 1.0\nelement vertex {n}\nproperty float x\nproperty float y\n"
-                     f"property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
-                     "end_header\n".encode() + b"\0" * 64)
+    path.write_bytes(
+        f"ply\nformat {fmt} 1.0\nelement vertex {n}\nproperty float x\nproperty float y\n"
+        f"property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
+        "end_header\n".encode()
+        + b"\0" * 64
+    )
     return path
 
 
@@ -96,8 +104,10 @@ def test_truncated_and_empty_meshes_get_project_messages(tmp_path):
     with pytest.raises(PrivsplatError, match="truncated or corrupt|only .* follow the header"):
         load_mesh(cut)
     empty = tmp_path / "empty.ply"
-    empty.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
-                      b"property float z\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n")
+    empty.write_bytes(
+        b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+        b"property float z\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n"
+    )
     with pytest.raises(PrivsplatError, match="has no triangles"):
         load_mesh(empty, "predicted mesh")
     assert main(["eval", "--mesh", str(empty), "--gt", str(good), "--n-samples", "100"]) == 2
@@ -146,16 +156,17 @@ def ply_files(draw):
     if kind == "mutate":
         return None  # filled in by the test from a real mesh
     fmt = draw(st.sampled_from(["ascii", "binary_little_endian", "binary_big_endian", "weird"]))
-    n_v = draw(st.one_of(st.integers(0, 6), st.integers(0, 10 ** 12).map(str), st.text(max_size=4)))
+    n_v = draw(st.one_of(st.integers(0, 6), st.integers(0, 10**12).map(str), st.text(max_size=4)))
     n_f = draw(st.integers(0, 4))
     props = draw(st.lists(st.sampled_from(["x", "y", "z", "nx"]), max_size=4))
     vtype = draw(ply_types)
     header = f"ply\nformat {fmt} 1.0\nelement vertex {n_v}\n" + "".join(f"property {vtype} {p}\n" for p in props)
     header += f"element face {n_f}\nproperty list uchar {draw(ply_types)} vertex_indices\nend_header\n"
     if fmt == "ascii":
-        nums = draw(st.lists(st.one_of(st.integers(-5, 8), st.floats(allow_nan=True, allow_infinity=True)),
-                             max_size=40))
-        body = "\n".join(" ".join(str(x) for x in nums[i:i + 4]) for i in range(0, len(nums), 4)).encode()
+        nums = draw(
+            st.lists(st.one_of(st.integers(-5, 8), st.floats(allow_nan=True, allow_infinity=True)), max_size=40)
+        )
+        body = "\n".join(" ".join(str(x) for x in nums[i : i + 4]) for i in range(0, len(nums), 4)).encode()
     else:
         body = draw(st.binary(max_size=200))
     return header.encode() + body
@@ -171,8 +182,9 @@ def test_fuzz_mesh_and_splat_ply_inputs(tmp_path, capsys):
     count = Counter()
 
     @FUZZ
-    @given(data=ply_files(), cut=st.one_of(st.just(0), st.integers(0, 400)), flip=st.integers(0, 400),
-           which=st.booleans())
+    @given(
+        data=ply_files(), cut=st.one_of(st.just(0), st.integers(0, 400)), flip=st.integers(0, 400), which=st.booleans()
+    )
     def check(data, cut, flip, which):
         if data is None:
             base = bytearray(real if which else real_ascii)
@@ -196,10 +208,19 @@ def test_fuzz_face_masks(tmp_path, capsys):
     gt = tetra_ply(tmp_path / "gt.ply")
     count = Counter()
     arrays = st.one_of(
-        st.lists(st.one_of(st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True)),
-                 max_size=6).map(np.array),
-        st.sampled_from([np.array(["a", "b", "c", "d"]), np.zeros((2, 2), bool), np.ones(4, np.uint8),
-                         np.array([1, 0, 1, 1], np.int64), np.zeros(4, [("a", "f4")])]))
+        st.lists(
+            st.one_of(st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True)), max_size=6
+        ).map(np.array),
+        st.sampled_from(
+            [
+                np.array(["a", "b", "c", "d"]),
+                np.zeros((2, 2), bool),
+                np.ones(4, np.uint8),
+                np.array([1, 0, 1, 1], np.int64),
+                np.zeros(4, [("a", "f4")]),
+            ]
+        ),
+    )
 
     @FUZZ
     @given(arr=arrays, raw=st.one_of(st.none(), st.binary(max_size=100)))
@@ -217,17 +238,25 @@ def test_fuzz_face_masks(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- presets and config files
 
+
 def _config_keys():
     from privsplat.train.config import FitConfig
 
     return sorted(FitConfig().to_dict())
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 6, 10 ** 20),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                                 st.dictionaries(st.text(max_size=6), inner,
-                                                                                 max_size=3)), max_leaves=8)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 def config_dicts():
@@ -270,13 +299,20 @@ def test_a_binary_preset_file_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- run folders
 
+
 def _checkpoint_bytes() -> bytes:
     import torch
 
     from privsplat.train.config import FitConfig
 
-    state = {"stage_index": 0, "step": 3, "model": {"params": {"means": torch.zeros(2, 3)}, "sh_degree": 0},
-             "config": FitConfig().to_dict(), "frames": [["a", "rgb"]], "rng": {"state": 1}}
+    state = {
+        "stage_index": 0,
+        "step": 3,
+        "model": {"params": {"means": torch.zeros(2, 3)}, "sh_degree": 0},
+        "config": FitConfig().to_dict(),
+        "frames": [["a", "rgb"]],
+        "rng": {"state": 1},
+    }
     buf = io.BytesIO()
     torch.save(state, buf)
     return buf.getvalue()
@@ -292,14 +328,19 @@ def test_fuzz_run_folder_config_and_checkpoint(tmp_path, capsys):
     run = RunFolder(tmp_path / "run")
     run.checkpoint_path.parent.mkdir(parents=True)
     count = Counter()
-    payloads = st.one_of(json_values, st.dictionaries(st.sampled_from(["model", "config", "step"]), json_values,
-                                                      max_size=3))
+    payloads = st.one_of(
+        json_values, st.dictionaries(st.sampled_from(["model", "config", "step"]), json_values, max_size=3)
+    )
 
     @FUZZ
-    @given(cfg=st.one_of(st.fixed_dictionaries({"data": json_values, "config": config_dicts()}), json_values),
-           cfg_text=st.one_of(st.none(), st.text(max_size=80), st.binary(max_size=40)),
-           mode=st.sampled_from(["random", "truncate", "flip", "plain", "zip"]),
-           raw=st.binary(max_size=200), at=st.integers(0, 10 ** 6), payload=payloads)
+    @given(
+        cfg=st.one_of(st.fixed_dictionaries({"data": json_values, "config": config_dicts()}), json_values),
+        cfg_text=st.one_of(st.none(), st.text(max_size=80), st.binary(max_size=40)),
+        mode=st.sampled_from(["random", "truncate", "flip", "plain", "zip"]),
+        raw=st.binary(max_size=200),
+        at=st.integers(0, 10**6),
+        payload=payloads,
+    )
     def check(cfg, cfg_text, mode, raw, at, payload):
         if cfg_text is None:
             run.config_path.write_text(yaml.safe_dump(cfg))
@@ -371,23 +412,38 @@ def test_a_checkpoint_with_a_pickled_object_is_refused_without_running_it(tmp_pa
 
 # ----------------------------------------------------------------------------- protect
 
+
 def _tiny_dataset(d: Path) -> Path:
     rng = np.random.default_rng(0)
     (d / "images").mkdir(parents=True)
     for i in range(2):
         cv2.imwrite(str(d / "images" / f"v{i}.png"), rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
-    frames = [{"file_path": f"images/v{i}.png",
-               "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]} for i in range(2)]
+    frames = [
+        {"file_path": f"images/v{i}.png", "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]}
+        for i in range(2)
+    ]
     (d / "transforms.json").write_text(json.dumps({"fl_x": 14, "w": 16, "h": 12, "frames": frames}))
     return d
 
 
 region_images = st.one_of(
-    st.none(), st.binary(max_size=64),
-    st.tuples(st.just(12), st.just(16), st.sampled_from([0, 1, 3, 4]),  # the views' size: used
-              st.sampled_from([np.uint8, np.uint16]), st.integers(0, 2 ** 31)),
-    st.tuples(st.integers(1, 20), st.integers(1, 20), st.sampled_from([0, 1, 3, 4]),
-              st.sampled_from([np.uint8, np.uint16]), st.integers(0, 2 ** 31)))
+    st.none(),
+    st.binary(max_size=64),
+    st.tuples(
+        st.just(12),
+        st.just(16),
+        st.sampled_from([0, 1, 3, 4]),  # the views' size: used
+        st.sampled_from([np.uint8, np.uint16]),
+        st.integers(0, 2**31),
+    ),
+    st.tuples(
+        st.integers(1, 20),
+        st.integers(1, 20),
+        st.sampled_from([0, 1, 3, 4]),
+        st.sampled_from([np.uint8, np.uint16]),
+        st.integers(0, 2**31),
+    ),
+)
 
 
 def test_fuzz_protect(tmp_path, capsys):
@@ -398,13 +454,18 @@ def test_fuzz_protect(tmp_path, capsys):
     count = Counter()
 
     @FUZZ
-    @given(kernel=st.sampled_from(["sobel", "scharr", "central", "sobel", "laplace", ""]),
-           blur=st.one_of(st.floats(0, 4), st.floats(0, 4), st.floats(allow_nan=True, allow_infinity=True),
-                          st.integers(-3, 100)),
-           resolution=st.one_of(st.integers(0, 20), st.integers(-5, 40), st.booleans()),
-           sensitive=st.one_of(st.sampled_from(["all", "all", "none", "v0", "v1,v0", "v9", ",", "@missing"]),
-                               st.text(max_size=8)),
-           region=region_images, dilate=st.integers(0, 6))
+    @given(
+        kernel=st.sampled_from(["sobel", "scharr", "central", "sobel", "laplace", ""]),
+        blur=st.one_of(
+            st.floats(0, 4), st.floats(0, 4), st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 100)
+        ),
+        resolution=st.one_of(st.integers(0, 20), st.integers(-5, 40), st.booleans()),
+        sensitive=st.one_of(
+            st.sampled_from(["all", "all", "none", "v0", "v1,v0", "v9", ",", "@missing"]), st.text(max_size=8)
+        ),
+        region=region_images,
+        dilate=st.integers(0, 6),
+    )
     def check(kernel, blur, resolution, sensitive, region, dilate):
         out = tmp_path / "out"
         shutil.rmtree(out, ignore_errors=True)
@@ -420,8 +481,17 @@ def test_fuzz_protect(tmp_path, capsys):
             cv2.imwrite(str(regions / "v0.png"), img)
 
         def run():
-            protect(data, out, sensitive, region_masks=regions, kernel=kernel, blur_sigma=blur,
-                    resolution=resolution, dilate_px=dilate, verbose=False)
+            protect(
+                data,
+                out,
+                sensitive,
+                region_masks=regions,
+                kernel=kernel,
+                blur_sigma=blur,
+                resolution=resolution,
+                dilate_px=dilate,
+                verbose=False,
+            )
             load_dataset(out)  # whatever protect wrote must pass its own guard
 
         outcome(count, run)
@@ -436,8 +506,11 @@ def test_region_masks_of_every_kind_pass_the_guard(tmp_path):
     from privsplat.privacy.protect import protect
 
     data = _tiny_dataset(tmp_path / "data")
-    masks = {"tiny": (slice(5, 6), slice(7, 8)), "full": (slice(None), slice(None)),
-             "edge": (slice(0, 12), slice(0, 2))}
+    masks = {
+        "tiny": (slice(5, 6), slice(7, 8)),
+        "full": (slice(None), slice(None)),
+        "edge": (slice(0, 12), slice(0, 2)),
+    }
     for name, sl in masks.items():
         regions = tmp_path / f"r_{name}"
         regions.mkdir()

@@ -81,11 +81,16 @@ def region_names(root: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- real outputs pass
 
+
 def test_real_protect_outputs_pass_and_png_writer_emits_only_critical_chunks(protected_head, region_head, tmp_path):
     assert load_dataset(protected_head).protection is not None
     assert len(region_names(region_head)) == 2 and load_dataset(region_head).protection is not None
-    for img in (np.zeros((5, 7), np.uint8), np.zeros((5, 7), np.uint16), np.zeros((5, 7, 3), np.uint8),
-                np.zeros((5, 7, 4), np.uint8)):
+    for img in (
+        np.zeros((5, 7), np.uint8),
+        np.zeros((5, 7), np.uint16),
+        np.zeros((5, 7, 3), np.uint8),
+        np.zeros((5, 7, 4), np.uint8),
+    ):
         write_png(tmp_path / "a.png", img)
         chunks = png_chunks(tmp_path / "a.png")
         assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND" and set(chunks) <= set(CRITICAL_PNG_CHUNKS)
@@ -96,13 +101,16 @@ def test_real_protect_outputs_pass_and_png_writer_emits_only_critical_chunks(pro
 
 # ----------------------------------------------------------------------------- (a) PNG chunks
 
+
 @pytest.mark.parametrize("where", ["protected", "images", "masks"])
 def test_a_text_chunk_carrying_rgb_is_refused(synth_head, protected_head, copy_of, where):
     name = sensitive_names(protected_head)[0]
     d = copy_of(protected_head)
-    target = {"protected": d / "protected" / f"{name}.png",
-              "images": next((d / "images").glob("*.png")),
-              "masks": d / "masks" / f"{name}.png"}[where]
+    target = {
+        "protected": d / "protected" / f"{name}.png",
+        "images": next((d / "images").glob("*.png")),
+        "masks": d / "masks" / f"{name}.png",
+    }[where]
     rgb = (synth_head / "images" / f"{name}.png").read_bytes()  # the sensitive view's original
     add_chunk(target, b"tEXt", b"Comment\0" + rgb.hex().encode())
     refix(d)
@@ -124,6 +132,7 @@ def test_private_chunks_and_trailing_bytes_are_refused(protected_head, copy_of):
 
 
 # ----------------------------------------------------------------------------- (b) every file accounted for
+
 
 def test_unlisted_files_hidden_ones_too_are_refused(synth_head, protected_head, copy_of):
     name = sensitive_names(protected_head)[0]
@@ -148,14 +157,17 @@ def test_listed_but_unused_files_and_symlinks_are_refused(synth_head, protected_
 
 # ----------------------------------------------------------------------------- (c) digest
 
+
 def test_digest_covers_sigma_frames_and_files(protected_head, copy_of):
     d = copy_of(protected_head)
     m = json.loads((d / MANIFEST_NAME).read_text())
     assert m["digest"] == manifest_digest(m["sigma"], m["frames"], m["files"])
-    edits = [lambda m: m["sigma"].update(kernel="scharr"),        # valid, but not what produced the images
-             lambda m: m["sigma"].update(resolution=0),
-             lambda m: m["frames"][0].update(reason="edited"),
-             lambda m: m.pop("digest")]
+    edits = [
+        lambda m: m["sigma"].update(kernel="scharr"),  # valid, but not what produced the images
+        lambda m: m["sigma"].update(resolution=0),
+        lambda m: m["frames"][0].update(reason="edited"),
+        lambda m: m.pop("digest"),
+    ]
     for edit in edits:
         d = copy_of(protected_head)
         m = json.loads((d / MANIFEST_NAME).read_text())
@@ -174,6 +186,7 @@ def test_digest_covers_sigma_frames_and_files(protected_head, copy_of):
 
 
 # ----------------------------------------------------------------------------- (d) outside/ images
+
 
 def _edit_outside(d: Path, name: str, fn) -> None:
     p = d / "outside" / f"{name}.png"
@@ -203,8 +216,12 @@ def test_outside_images_are_checked(synth_head, region_head, copy_of):
         rgba[rgba[:, :, 3] == 1, :3] = 0
         return rgba
 
-    for fn, match in ((refill, "must be black"), (opaque, "alpha is 255 everywhere"),
-                      (shrink, "is not the region that"), (soft, "alpha must be 0")):
+    for fn, match in (
+        (refill, "must be black"),
+        (opaque, "alpha is 255 everywhere"),
+        (shrink, "is not the region that"),
+        (soft, "alpha must be 0"),
+    ):
         d = copy_of(region_head)
         _edit_outside(d, name, fn)
         refused(d, match)
@@ -222,6 +239,7 @@ def test_region_magnitude_must_vanish_outside_the_region(region_head, copy_of):
 
 
 # ----------------------------------------------------------------------------- (e) plausibility
+
 
 def _replace_protected(d: Path, name: str, img: np.ndarray) -> None:
     cv2.imwrite(str(d / "protected" / f"{name}.png"), img)
@@ -262,7 +280,9 @@ def test_edge_likeness_separates_magnitudes_from_smooth_photos(protected_head):
     ramp = np.tile(np.arange(1, 33, dtype=np.float64), (32, 1))  # |dx| = 1 everywhere, dy = 0
     assert edge_likeness(ramp) == pytest.approx(1 / 16.5)
     assert np.isnan(edge_likeness(np.zeros((4, 4))))
-    real = [edge_likeness(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)) for p in (protected_head / "protected").glob("*.png")]
+    real = [
+        edge_likeness(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)) for p in (protected_head / "protected").glob("*.png")
+    ]
     assert len(real) == 6 and min(real) > 3 * EDGE_LIKENESS_MIN  # measured: 1.0-1.3 on these views
 
 

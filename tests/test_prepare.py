@@ -56,8 +56,10 @@ def test_prepare_recovers_poses(prepared):
     assert meta["camera_model"] == "PINHOLE" and (root / "out" / "sparse_pc.ply").is_file()
     saved = json.loads((root / "out" / "prepare.json").read_text())
     assert saved["registered_share"] == 1.0
-    print(f"\nprepare 30 views 320x240: rotation error max {rot.max():.3f} deg, centre error max "
-          f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}")
+    print(
+        f"\nprepare 30 views 320x240: rotation error max {rot.max():.3f} deg, centre error max "
+        f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}"
+    )
 
 
 @pytest.mark.slow  # SfM on 30 photos: 12-30 s
@@ -106,7 +108,8 @@ def test_video_frames_are_sharp_and_spread(tmp_path):
     idx = [int(n[6:12]) for n in names]
     assert idx == [3 * i + 1 for i in range(12)]
     assert sharpness(cv2.imread(str(tmp_path / "frames" / names[0]))) > 2 * sharpness(
-        cv2.blur(cv2.imread(str(tmp_path / "frames" / names[0])), (9, 1)))
+        cv2.blur(cv2.imread(str(tmp_path / "frames" / names[0])), (9, 1))
+    )
 
 
 @pytest.mark.slow
@@ -124,8 +127,10 @@ def test_prepare_from_video(tmp_path):
     est = np.stack([f.extra["w2c_input"] for f in ds.frames])
     rot, centre = pose_errors(gt[[int(f.name[6:12]) for f in ds.frames]], est)
     assert rot.max() < 1.0 and centre.max() < 0.01 * RADIUS
-    print(f"\nprepare video 24 of 48 frames: rotation error max {rot.max():.3f} deg, centre error max "
-          f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}")
+    print(
+        f"\nprepare video 24 of 48 frames: rotation error max {rot.max():.3f} deg, centre error max "
+        f"{100 * centre.max() / RADIUS:.3f} % of the radius, {report.summary()}"
+    )
 
 
 def test_pose_errors_see_a_similarity_through_and_nothing_else():

@@ -54,15 +54,17 @@ def test_sigterm_during_protect_leaves_no_temporary_folder(synth_head, tmp_path)
     import sys
     import time
 
-    code = ("import time, sys\n"
-            "import privsplat.privacy.sigma as S\n"
-            "orig = S.gradient_magnitude\n"
-            "def slow(*a, **k):\n"
-            "    print('working', flush=True); time.sleep(30); return orig(*a, **k)\n"
-            "S.gradient_magnitude = slow\n"
-            "from privsplat.commands import main\n"
-            f"sys.exit(main(['protect', '--data', {str(synth_head)!r}, '--out', {str(tmp_path / 'out')!r}, "
-            "'--sensitive', 'all']))\n")
+    code = (
+        "import time, sys\n"
+        "import privsplat.privacy.sigma as S\n"
+        "orig = S.gradient_magnitude\n"
+        "def slow(*a, **k):\n"
+        "    print('working', flush=True); time.sleep(30); return orig(*a, **k)\n"
+        "S.gradient_magnitude = slow\n"
+        "from privsplat.commands import main\n"
+        f"sys.exit(main(['protect', '--data', {str(synth_head)!r}, '--out', {str(tmp_path / 'out')!r}, "
+        "'--sensitive', 'all']))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
@@ -80,14 +82,17 @@ def test_sigterm_during_protect_leaves_no_temporary_folder(synth_head, tmp_path)
 # (fit copies what it reads into renders/, which goes back to the sender). The loaders in
 # data/formats.py refuse such paths.
 
+
 def _outside_world(tmp_path):
     """(dataset folder with 2 views, a 'secret' image outside it)."""
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     for i in range(2):
         cv2.imwrite(str(data / "images" / f"v{i}.png"), np.full((12, 16, 3), 90, np.uint8))
-    frames = [{"file_path": f"images/v{i}.png",
-               "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]} for i in range(2)]
+    frames = [
+        {"file_path": f"images/v{i}.png", "transform_matrix": [[1, 0, 0, i], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]}
+        for i in range(2)
+    ]
     (data / "transforms.json").write_text(json.dumps({"fl_x": 14, "w": 16, "h": 12, "frames": frames}))
     secret = tmp_path / "secret" / "face.png"
     secret.parent.mkdir()
@@ -155,8 +160,10 @@ def test_paths_colmap_image_name_leaving_images_is_refused(tmp_path, name):
     (data / "transforms.json").unlink()
     name = str(secret) if name == "ABSOLUTE" else "../" + name  # images/../../secret/face.png
     cams = {1: ColmapCamera("PINHOLE", 16, 12, np.array([14.0, 14.0, 8.0, 6.0]))}
-    images = {1: ColmapImage(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 3]), 1, "v1.png"),
-              2: ColmapImage(np.array([1.0, 0, 0, 0]), np.array([1.0, 0, 3]), 1, name)}
+    images = {
+        1: ColmapImage(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 3]), 1, "v1.png"),
+        2: ColmapImage(np.array([1.0, 0, 0, 0]), np.array([1.0, 0, 3]), 1, name),
+    }
     (data / "sparse" / "0").mkdir(parents=True)
     write_model_txt(data / "sparse" / "0", cams, images)
     _refused_outside(data)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from privsplat.data import load_dataset, load_mask, load_protected, load_rgb, load_rgb_outside
+from privsplat.data.protected import MANIFEST_NAME
 from privsplat.errors import PrivsplatError
 from privsplat.io import sha256_file
 from privsplat.privacy.detect import Detection, pose_rule
-from privsplat.data.protected import MANIFEST_NAME
 from privsplat.privacy.protect import protect
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude
 
@@ -51,9 +51,15 @@ def leaks(folder: Path, originals: dict[str, tuple[Path, np.ndarray]]) -> list[s
         rgb = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:, :, :3][:, :, ::-1]
         row = int(np.argmax(area.sum(1)))
         cols = np.nonzero(area[row])[0]
-        span = np.ascontiguousarray(rgb[row, cols.min():cols.max() + 1])
-        probes.append((name, [raw[len(raw) // 2: len(raw) // 2 + 48], span.tobytes(),
-                              (span.astype(np.float32) / 255).tobytes()], _grey(rgb), area))
+        span = np.ascontiguousarray(rgb[row, cols.min() : cols.max() + 1])
+        probes.append(
+            (
+                name,
+                [raw[len(raw) // 2 : len(raw) // 2 + 48], span.tobytes(), (span.astype(np.float32) / 255).tobytes()],
+                _grey(rgb),
+                area,
+            )
+        )
     for dirpath, _, files in os.walk(folder):
         for fn in files:
             p = Path(dirpath) / fn
@@ -142,8 +148,9 @@ def test_guard_refuses_tampering(protected_head, copy_of):
         load_dataset(d)
 
     d = copy_of(protected_head)  # a sensitive frame flipped to RGB
-    _edit_transforms(d, lambda m: [f.update(privsplat_kind="rgb") for f in m["frames"]
-                                   if f["file_path"].endswith(f"/{name}.png")])
+    _edit_transforms(
+        d, lambda m: [f.update(privsplat_kind="rgb") for f in m["frames"] if f["file_path"].endswith(f"/{name}.png")]
+    )
     with pytest.raises(PrivsplatError, match="transforms.json changed"):
         load_dataset(d)
     _rehash(d, "transforms.json")
@@ -159,8 +166,9 @@ def test_guard_refuses_tampering(protected_head, copy_of):
 
     d = copy_of(protected_head)  # a frame added after protection
     (d / "images" / "extra.png").write_bytes((d / "images" / f"{neutral}.png").read_bytes())
-    _edit_transforms(d, lambda m: m["frames"].append({**m["frames"][0], "file_path": "images/extra.png",
-                                                      "privsplat_kind": "rgb"}))
+    _edit_transforms(
+        d, lambda m: m["frames"].append({**m["frames"][0], "file_path": "images/extra.png", "privsplat_kind": "rgb"})
+    )
     _rehash(d, "transforms.json", "images/extra.png")
     with pytest.raises(PrivsplatError, match="added after protection"):
         load_dataset(d)
@@ -200,8 +208,13 @@ def test_region_protection(synth_head, tmp_path):
     for n in names[:2]:
         f, orig = by_name[n], next(g for g in a.frames if g.name == n)
         rgb, valid = load_rgb_outside(f)
-        grown = cv2.dilate((cv2.imread(str(regions / f"{n}.png"), 0) > 0).astype(np.uint8),
-                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))) > 0
+        grown = (
+            cv2.dilate(
+                (cv2.imread(str(regions / f"{n}.png"), 0) > 0).astype(np.uint8),
+                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)),
+            )
+            > 0
+        )
         np.testing.assert_array_equal(valid, (~grown).astype(np.float32))
         assert rgb[grown].max() == 0.0
         np.testing.assert_allclose(rgb[~grown], load_rgb(orig)[~grown], atol=0.5 / 255)

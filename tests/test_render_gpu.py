@@ -18,8 +18,10 @@ import torch
 from privsplat.cameras import Cameras, intrinsics_from_fov, look_at
 from privsplat.render import rasterize
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA and gsplat's extension")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA and gsplat's extension"),
+]
 
 
 def scene(n=3000, size=96, seed=0, n_cams=2):
@@ -34,8 +36,9 @@ def scene(n=3000, size=96, seed=0, n_cams=2):
     colors = torch.rand(n, 3, generator=g)
     K = intrinsics_from_fov(size, size, math.radians(30))
     eyes = [np.array([0.5 * math.sin(a), 0.05, -0.5 * math.cos(a)]) for a in np.linspace(-0.6, 0.6, n_cams)]
-    cams = Cameras.from_numpy(np.stack([K] * n_cams), np.stack([look_at(e, np.zeros(3)) for e in eyes]),
-                              size, size, device="cuda")
+    cams = Cameras.from_numpy(
+        np.stack([K] * n_cams), np.stack([look_at(e, np.zeros(3)) for e in eyes]), size, size, device="cuda"
+    )
     return [t.cuda() for t in (means, quats, scales, opac, colors)], cams
 
 
@@ -87,9 +90,14 @@ def test_gradient_parity_with_gsplat():
         out.meta["means2d"].retain_grad()
         out.meta["gradient_2dgs"].retain_grad()
         loss.backward()
-        grads[backend] = {"means": ps[0].grad, "scales": ps[2].grad[:, :2], "opacities": ps[3].grad,
-                          "colors": ps[4].grad, "gradient_2dgs": out.meta["gradient_2dgs"].grad,
-                          "means2d": out.meta["means2d"].grad}
+        grads[backend] = {
+            "means": ps[0].grad,
+            "scales": ps[2].grad[:, :2],
+            "opacities": ps[3].grad,
+            "colors": ps[4].grad,
+            "gradient_2dgs": out.meta["gradient_2dgs"].grad,
+            "means2d": out.meta["means2d"].grad,
+        }
     for key in ("means", "scales", "opacities", "colors"):
         a, b = grads["torch"][key], grads["gsplat"][key]
         scale = float(b.abs().quantile(0.99)) if b.numel() <= 1_000_000 else float(b.abs().max())
@@ -109,8 +117,12 @@ def test_densification_signals_agree_in_direction():
         out.meta["gradient_2dgs"].retain_grad()
         out.meta["means2d"].retain_grad()
         (out.rgb - target).abs().mean().backward()
-        sig[backend] = (out.meta["gradient_2dgs"].grad, out.meta["means2d"].grad, out.meta["means2d"].absgrad,
-                        (out.meta["radii"] > 0).all(-1))
+        sig[backend] = (
+            out.meta["gradient_2dgs"].grad,
+            out.meta["means2d"].grad,
+            out.meta["means2d"].absgrad,
+            (out.meta["radii"] > 0).all(-1),
+        )
     vis = sig["torch"][3] & sig["gsplat"][3]
     for i, name in enumerate(["gradient_2dgs", "means2d.grad", "means2d.absgrad"]):
         a, b = sig["torch"][i][vis], sig["gsplat"][i][vis]

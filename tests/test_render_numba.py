@@ -37,8 +37,9 @@ def scene(n=1500, size=48, seed=0, n_cams=2, big=4.0):
     colors = torch.rand(n, 3, generator=g)
     K = intrinsics_from_fov(size, size, math.radians(30))
     eyes = [np.array([0.5 * math.sin(a), 0.05, -0.5 * math.cos(a)]) for a in np.linspace(-0.6, 0.6, n_cams)]
-    cams = Cameras.from_numpy(np.stack([K] * n_cams), np.stack([look_at(e, np.zeros(3)) for e in eyes]),
-                              size, size, device="cpu")
+    cams = Cameras.from_numpy(
+        np.stack([K] * n_cams), np.stack([look_at(e, np.zeros(3)) for e in eyes]), size, size, device="cpu"
+    )
     return [means, quats, scales, opac, colors], cams
 
 
@@ -52,8 +53,14 @@ def robust_close(name, a, b, med_tol, p99_tol):
 def training_loss(out, target):
     """Every output the trainer uses, so every backward path is exercised."""
     consistency = (1 - (out.normals * out.depth_normals).sum(-1)).mean()
-    return ((out.rgb - target).abs().mean() + 0.3 * out.alpha.mean() + 0.2 * consistency
-            + 5.0 * out.distortion.mean() + 0.5 * out.depth_expected.mean() + 0.5 * out.depth_median.mean())
+    return (
+        (out.rgb - target).abs().mean()
+        + 0.3 * out.alpha.mean()
+        + 0.2 * consistency
+        + 5.0 * out.distortion.mean()
+        + 0.5 * out.depth_expected.mean()
+        + 0.5 * out.depth_median.mean()
+    )
 
 
 def render_pair(params, cams, **kw):
@@ -84,7 +91,7 @@ def test_forward_matches_torch(convention, lowpass):
         a, b = getattr(nb, name), getattr(ref, name)
         assert a.shape == b.shape and a.dtype == b.dtype, name
         scale = float(b.abs().max()) if name.startswith("depth_") and name != "depth_normals" else 1.0
-        robust_close(name, a / scale, b / scale, 1e-5, 2e-3)       # the GPU parity tolerances
+        robust_close(name, a / scale, b / scale, 1e-5, 2e-3)  # the GPU parity tolerances
         # and float rounding (normals from depth differences amplify it: unit vectors from
         # central differences of depths that agree to ~1e-7)
         tight = (1e-5, 1e-4) if name == "depth_normals" else (1e-6, 1e-5)
@@ -102,10 +109,16 @@ def test_gradients_match_torch(convention, lowpass):
     for name, (out, ps) in outs.items():
         out.meta["gradient_2dgs"].retain_grad()
         training_loss(out, target).backward()
-        grads[name] = {"means": ps[0].grad, "quats": ps[1].grad, "scales": ps[2].grad[:, :2],
-                       "opacities": ps[3].grad, "colors": ps[4].grad,
-                       "means2d": out.meta["means2d"].grad, "gradient_2dgs": out.meta["gradient_2dgs"].grad,
-                       "absgrad": out.meta["means2d"].absgrad}
+        grads[name] = {
+            "means": ps[0].grad,
+            "quats": ps[1].grad,
+            "scales": ps[2].grad[:, :2],
+            "opacities": ps[3].grad,
+            "colors": ps[4].grad,
+            "means2d": out.meta["means2d"].grad,
+            "gradient_2dgs": out.meta["gradient_2dgs"].grad,
+            "absgrad": out.meta["means2d"].absgrad,
+        }
     for key, b in grads["torch"].items():
         a = grads["numba"][key]
         assert float(b.abs().max()) > 0, f"{key}: the reference gradient is zero, the test would prove nothing"
@@ -129,16 +142,18 @@ def test_float64_matches_torch_to_rounding(convention, lowpass):
     outs = render_pair(params, cams, depth_convention=convention, lowpass=lowpass)
     assert outs["numba"][0].meta["n_pairs"] == outs["torch"][0].meta["n_pairs"]
     for name in IMAGES:
-        torch.testing.assert_close(getattr(outs["numba"][0], name), getattr(outs["torch"][0], name),
-                                   atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(
+            getattr(outs["numba"][0], name), getattr(outs["torch"][0], name), atol=1e-9, rtol=1e-7
+        )
     for out, _ in outs.values():
         out.meta["gradient_2dgs"].retain_grad()
         training_loss(out, target).backward()
     (a, pa), (b, pb) = outs["numba"], outs["torch"]
     for x, y in zip(pa[:2] + pa[3:], pb[:2] + pb[3:]):
         torch.testing.assert_close(x.grad, y.grad, atol=1e-7 * float(y.grad.abs().max()), rtol=1e-6)
-    torch.testing.assert_close(pa[2].grad[:, :2], pb[2].grad[:, :2], atol=1e-7 * float(pb[2].grad.abs().max()),
-                               rtol=1e-6)
+    torch.testing.assert_close(
+        pa[2].grad[:, :2], pb[2].grad[:, :2], atol=1e-7 * float(pb[2].grad.abs().max()), rtol=1e-6
+    )
     for key in ("means2d", "gradient_2dgs"):
         g = b.meta[key].grad
         assert float(g.abs().max()) > 0
@@ -149,15 +164,21 @@ def test_area_lowpass_shrinks_only_small_surfels_blobs():
     """The area low-pass removes low-pass pairs (sub-pixel and edge-on surfels lose their
     full-strength blob) and leaves a large face-on surfel's image as it was."""
     params, cams = scene(n=800, size=40, seed=12)
-    area = rasterize_numba(*params, cams)                      # the default
+    area = rasterize_numba(*params, cams)  # the default
     gs = rasterize_numba(*params, cams, lowpass="gsplat")
     assert area.meta["lowpass"] == "area" and gs.meta["lowpass"] == "gsplat"
     assert area.meta["n_span_pixels"] < 0.95 * gs.meta["n_span_pixels"]
     assert float(area.alpha.mean()) < float(gs.alpha.mean())
-    one = [torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.tensor([[0.05, 0.05, 1e-3]]),
-           torch.tensor([0.9]), torch.ones(1, 3)]
-    cam = Cameras.from_numpy(intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)),
-                             32, 32)
+    one = [
+        torch.zeros(1, 3),
+        torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+        torch.tensor([[0.05, 0.05, 1e-3]]),
+        torch.tensor([0.9]),
+        torch.ones(1, 3),
+    ]
+    cam = Cameras.from_numpy(
+        intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)), 32, 32
+    )
     a, g = rasterize_numba(*one, cam), rasterize_numba(*one, cam, lowpass="gsplat")
     assert float(a.alpha.max()) > 0.8
     torch.testing.assert_close(a.alpha, g.alpha, atol=1e-6, rtol=0)
@@ -167,17 +188,22 @@ def test_edge_on_and_subpixel_surfels_match_torch_with_finite_gradients():
     """The area low-pass at its extremes: an exactly edge-on surfel (det S = 0, the offset's
     clamp), a nearly edge-on one and a sub-pixel one, in float64 against the torch backend."""
     r = math.sqrt(0.5)
-    params = [torch.tensor([[0.0, 0.0, 0.0], [0.03, 0.02, 0.0], [-0.03, -0.01, 0.0]]),
-              torch.tensor([[r, 0.0, r, 0.0], [0.72, 0.0, 0.69, 0.05], [1.0, 0.1, 0.0, 0.0]]),
-              torch.tensor([[0.02, 0.01, 1e-3], [0.02, 0.015, 1e-3], [0.001, 0.0008, 1e-3]]),
-              torch.tensor([0.9, 0.8, 0.95]), torch.tensor([[1.0, 0.2, 0.1], [0.1, 1.0, 0.2], [0.2, 0.1, 1.0]])]
+    params = [
+        torch.tensor([[0.0, 0.0, 0.0], [0.03, 0.02, 0.0], [-0.03, -0.01, 0.0]]),
+        torch.tensor([[r, 0.0, r, 0.0], [0.72, 0.0, 0.69, 0.05], [1.0, 0.1, 0.0, 0.0]]),
+        torch.tensor([[0.02, 0.01, 1e-3], [0.02, 0.015, 1e-3], [0.001, 0.0008, 1e-3]]),
+        torch.tensor([0.9, 0.8, 0.95]),
+        torch.tensor([[1.0, 0.2, 0.1], [0.1, 1.0, 0.2], [0.2, 0.1, 1.0]]),
+    ]
     params = [p.double() for p in params]
-    cam = Cameras.from_numpy(intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)),
-                             32, 32).to("cpu", torch.float64)
+    cam = Cameras.from_numpy(
+        intrinsics_from_fov(32, 32, math.radians(30)), look_at(np.array([0, 0, -0.5]), np.zeros(3)), 32, 32
+    ).to("cpu", torch.float64)
     outs = render_pair(params, cam)
     for name in IMAGES:
-        torch.testing.assert_close(getattr(outs["numba"][0], name), getattr(outs["torch"][0], name),
-                                   atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(
+            getattr(outs["numba"][0], name), getattr(outs["torch"][0], name), atol=1e-9, rtol=1e-7
+        )
     assert float(outs["numba"][0].alpha.sum()) > 1.0
     for out, _ in outs.values():
         training_loss(out, torch.zeros(1, 32, 32, 3, dtype=torch.float64)).backward()
@@ -195,8 +221,16 @@ def test_huge_surfels_next_to_the_camera_match_torch():
     means = torch.cat([means, torch.stack([eye + 0.15 * ahead + torch.tensor([0.02, 0.0, 0.0]), eye + 0.3 * ahead])])
     quats = torch.cat([quats, torch.tensor([[0.9, 0.4, 0.1, 0.0], [0.7, 0.0, 0.7, 0.1]])])
     scales = torch.cat([scales, torch.tensor([[0.3, 0.2, 1e-3], [0.5, 0.05, 1e-3]])])
-    params = [p.double() for p in (means, quats, scales, torch.cat([opac, torch.tensor([0.3, 0.2])]),
-                                   torch.cat([colors, torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1]])]))]
+    params = [
+        p.double()
+        for p in (
+            means,
+            quats,
+            scales,
+            torch.cat([opac, torch.tensor([0.3, 0.2])]),
+            torch.cat([colors, torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1]])]),
+        )
+    ]
     cams = cams.to("cpu", torch.float64)
     outs = render_pair(params, cams)
     a, b = outs["numba"][0], outs["torch"][0]
@@ -260,19 +294,37 @@ def test_densification_with_default_strategy():
     from gsplat.strategy import DefaultStrategy
 
     (means, quats, scales, opac, colors), cams = scene(n=300, size=32, seed=7)
-    params = torch.nn.ParameterDict({
-        "means": means, "quats": quats, "scales": torch.log(scales), "opacities": torch.logit(opac),
-        "colors": torch.logit(colors.clamp(0.05, 0.95))})
+    params = torch.nn.ParameterDict(
+        {
+            "means": means,
+            "quats": quats,
+            "scales": torch.log(scales),
+            "opacities": torch.logit(opac),
+            "colors": torch.logit(colors.clamp(0.05, 0.95)),
+        }
+    )
     optim = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
-    strategy = DefaultStrategy(refine_start_iter=1, refine_every=2, reset_every=1000, grow_grad2d=1e-6,
-                               key_for_gradient="gradient_2dgs", prune_opa=0.05)
+    strategy = DefaultStrategy(
+        refine_start_iter=1,
+        refine_every=2,
+        reset_every=1000,
+        grow_grad2d=1e-6,
+        key_for_gradient="gradient_2dgs",
+        prune_opa=0.05,
+    )
     strategy.check_sanity(params, optim)
     state = strategy.initialize_state(scene_scale=1.0)
     target = torch.rand(2, 32, 32, 3)
     counts = [len(params["means"])]
     for step in range(6):
-        out = rasterize_numba(params["means"], params["quats"], torch.exp(params["scales"]),
-                              torch.sigmoid(params["opacities"]), torch.sigmoid(params["colors"]), cams)
+        out = rasterize_numba(
+            params["means"],
+            params["quats"],
+            torch.exp(params["scales"]),
+            torch.sigmoid(params["opacities"]),
+            torch.sigmoid(params["colors"]),
+            cams,
+        )
         meta = dict(out.meta)
         strategy.step_pre_backward(params, optim, state, step, meta)
         (out.rgb - target).abs().mean().backward()

@@ -37,7 +37,7 @@ def reference_lowpass_scale(means, quats, scales, cams, c, n):
     """The area low-pass's blob strength, from finite differences of projected points: the screen
     Jacobian J of the surfel's (u, v) at its centre, S = J J^T, sqrt(det S / det(S + I/2)) times
     4 det S / tr(S)^2."""
-    R = quat_to_rotmat(quats[n:n + 1])[0].double()
+    R = quat_to_rotmat(quats[n : n + 1])[0].double()
     mu = means[n].double()
     K, vm = cams.Ks[c].double(), cams.viewmats[c].double()
 
@@ -49,7 +49,7 @@ def reference_lowpass_scale(means, quats, scales, cams, c, n):
     J = torch.stack([(pixel(mu + eps * scales[n, k].double() * R[:, k]) - pixel(mu)) / eps for k in (0, 1)], 1)
     S = J @ J.T
     det, tr = torch.linalg.det(S), torch.trace(S)
-    return float(torch.sqrt(det / torch.linalg.det(S + torch.eye(2, dtype=S.dtype) / LOWPASS)) * 4 * det / tr ** 2)
+    return float(torch.sqrt(det / torch.linalg.det(S + torch.eye(2, dtype=S.dtype) / LOWPASS)) * 4 * det / tr**2)
 
 
 def reference_render(means, quats, scales, opac, colors, cams, depth_convention="center", lowpass="gsplat"):
@@ -57,10 +57,20 @@ def reference_render(means, quats, scales, opac, colors, cams, depth_convention=
     lowpass="area" scales the low-pass term by reference_lowpass_scale."""
     C, H, W = len(cams), cams.height, cams.width
     proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, W, H)
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=means.dtype) + 0.5, torch.arange(W, dtype=means.dtype) + 0.5,
-                            indexing="ij")
-    out = {k: torch.zeros(C, H, W, d, dtype=means.dtype) for k, d in
-           [("rgb", colors.shape[1]), ("alpha", 1), ("normals", 3), ("depth", 1), ("median", 1), ("distortion", 1)]}
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=means.dtype) + 0.5, torch.arange(W, dtype=means.dtype) + 0.5, indexing="ij"
+    )
+    out = {
+        k: torch.zeros(C, H, W, d, dtype=means.dtype)
+        for k, d in [
+            ("rgb", colors.shape[1]),
+            ("alpha", 1),
+            ("normals", 3),
+            ("depth", 1),
+            ("median", 1),
+            ("distortion", 1),
+        ]
+    }
     for c in range(C):
         T = torch.ones(H, W, dtype=means.dtype)
         done = torch.zeros(H, W, dtype=torch.bool)
@@ -105,14 +115,14 @@ def reference_render(means, quats, scales, opac, colors, cams, depth_convention=
 
 # ---------------------------------------------------------------------------------------
 
+
 def test_projection_matches_gsplat_reference():
     from gsplat.cuda._torch_impl_2dgs import _fully_fused_projection_2dgs
 
     means, quats, scales, _, _ = random_scene(300, seed=1)
     cams = make_cameras([(0, 0, -2.0), (1.2, 0.4, -1.5)], width=40, height=30)
     proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, 40, 30)
-    radii, means2d, depths, M, _ = _fully_fused_projection_2dgs(
-        means, quats, scales, cams.viewmats, cams.Ks, 40, 30)
+    radii, means2d, depths, M, _ = _fully_fused_projection_2dgs(means, quats, scales, cams.viewmats, cams.Ks, 40, 30)
     vis = (radii > 0).all(-1)
     assert vis.sum() > 100
     assert torch.equal(proj.radii > 0, radii > 0)
@@ -122,13 +132,15 @@ def test_projection_matches_gsplat_reference():
     torch.testing.assert_close(proj.ray_transforms[vis], M[vis], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("convention,lowpass", [("center", "gsplat"), ("intersection", "gsplat"),
-                                                ("intersection", "area")])
+@pytest.mark.parametrize(
+    "convention,lowpass", [("center", "gsplat"), ("intersection", "gsplat"), ("intersection", "area")]
+)
 def test_matches_bruteforce_reference(convention, lowpass):
     means, quats, scales, opac, colors = random_scene(80, seed=2)
     cams = make_cameras([(0, 0, -2.0), (0.8, -0.5, -1.8)], width=24, height=20)
-    out = rasterize(means, quats, scales, opac, colors, cams, backend="torch", depth_convention=convention,
-                    lowpass=lowpass)
+    out = rasterize(
+        means, quats, scales, opac, colors, cams, backend="torch", depth_convention=convention, lowpass=lowpass
+    )
     ref = reference_render(means, quats, scales, opac, colors, cams, depth_convention=convention, lowpass=lowpass)
     assert out.meta["n_pairs"] > 1000
     tol = dict(rtol=1e-4, atol=1e-4)
@@ -152,8 +164,9 @@ def test_single_surfel_alpha_profile():
     q = rotmat_to_quat(c2w[:3, :3])  # surfel axes = camera axes: t_u = x_c, t_v = y_c
     s_u, s_v, o = 0.25, 0.15, 0.8
     means = torch.tensor([mu])
-    out = rasterize(means, q[None], torch.tensor([[s_u, s_v, 1e-3]]), torch.tensor([o]),
-                    torch.ones(1, 3), cams, backend="torch")
+    out = rasterize(
+        means, q[None], torch.tensor([[s_u, s_v, 1e-3]]), torch.tensor([o]), torch.ones(1, 3), cams, backend="torch"
+    )
     K = cams.Ks[0]
     ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
     X = (xs - K[0, 2]) / K[0, 0] * mu_c[2]
@@ -172,7 +185,9 @@ def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
     R = R.double()
     w = torch.sqrt(torch.clamp(1 + R[0, 0] + R[1, 1] + R[2, 2], min=1e-12)) / 2
     if w > 1e-3:
-        q = torch.stack([w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)])
+        q = torch.stack(
+            [w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)]
+        )
     else:  # 180-degree turns: pick the largest diagonal
         i = int(torch.argmax(torch.diagonal(R)))
         j, k = (i + 1) % 3, (i + 2) % 3
@@ -212,8 +227,16 @@ def test_tilted_surfel_depth_is_ray_plane_intersection():
     angle = math.radians(50)
     q = torch.tensor([[math.cos(angle / 2), math.sin(angle / 2), 0.0, 0.0]])  # tilt about world x
     mu = torch.tensor([[0.02, 0.01, 0.0]])
-    out = rasterize(mu, q, torch.tensor([[0.4, 0.4, 1e-3]]), torch.tensor([0.9]), torch.ones(1, 3), cams,
-                    backend="torch", depth_convention="intersection")
+    out = rasterize(
+        mu,
+        q,
+        torch.tensor([[0.4, 0.4, 1e-3]]),
+        torch.tensor([0.9]),
+        torch.ones(1, 3),
+        cams,
+        backend="torch",
+        depth_convention="intersection",
+    )
     n = quat_to_rotmat(q)[0, :, 2]
     c2w = torch.linalg.inv(cams.viewmats[0])
     o = c2w[:3, 3]
@@ -221,7 +244,7 @@ def test_tilted_surfel_depth_is_ray_plane_intersection():
     ys, xs = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
     d_cam = torch.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], torch.ones_like(xs)], -1)
     d_w = d_cam @ c2w[:3, :3].T
-    t = ((mu[0] - o) @ n) / (d_w @ n)       # ray o + t d_w meets the plane; camera z = t (d_cam.z = 1)
+    t = ((mu[0] - o) @ n) / (d_w @ n)  # ray o + t d_w meets the plane; camera z = t (d_cam.z = 1)
     mask = out.alpha[0, ..., 0] > 0.05
     assert mask.sum() > 100
     torch.testing.assert_close(out.depth_expected[0, ..., 0][mask], t[mask], rtol=1e-4, atol=1e-4)
@@ -232,8 +255,16 @@ def test_tilted_surfel_depth_is_ray_plane_intersection():
     assert dn.shape[0] > 50
     assert float((dn @ facing).min()) > 0.999
     # centre convention: the centre's depth everywhere
-    out_c = rasterize(mu, q, torch.tensor([[0.4, 0.4, 1e-3]]), torch.tensor([0.9]), torch.ones(1, 3), cams,
-                      backend="torch", depth_convention="center")
+    out_c = rasterize(
+        mu,
+        q,
+        torch.tensor([[0.4, 0.4, 1e-3]]),
+        torch.tensor([0.9]),
+        torch.ones(1, 3),
+        cams,
+        backend="torch",
+        depth_convention="center",
+    )
     torch.testing.assert_close(out_c.depth_expected[0, ..., 0][mask], torch.full_like(t[mask], 2.0))
     assert float((out.depth_expected - out_c.depth_expected)[0, ..., 0][mask].abs().max()) > 0.1
 
@@ -242,8 +273,15 @@ def test_tilted_surfel_depth_is_ray_plane_intersection():
 def test_normals_face_the_camera_in_world_space(eye_z):
     cams = make_cameras([(0.3, 0.2, eye_z)], 32, 32)
     q = torch.tensor([[0.9, 0.2, -0.3, 0.1]])
-    out = rasterize(torch.zeros(1, 3), q, torch.tensor([[0.5, 0.5, 1e-3]]), torch.tensor([0.99]),
-                    torch.ones(1, 3), cams, backend="torch")
+    out = rasterize(
+        torch.zeros(1, 3),
+        q,
+        torch.tensor([[0.5, 0.5, 1e-3]]),
+        torch.tensor([0.99]),
+        torch.ones(1, 3),
+        cams,
+        backend="torch",
+    )
     n = quat_to_rotmat(q)[0, :, 2]
     cam = cams.centers[0]
     facing = n if float(n @ cam) > 0 else -n
@@ -279,8 +317,9 @@ def test_gradient_2dgs_is_screen_space_translation_gradient():
     q = rotmat_to_quat(c2w[:3, :3])[None]
     mu_c = torch.tensor([0.05, 0.0, 2.0])
     means = (c2w[:3, :3] @ mu_c + c2w[:3, 3])[None].clone().requires_grad_(True)
-    out = rasterize(means, q, torch.tensor([[0.3, 0.2, 1e-3]]), torch.tensor([0.8]), torch.ones(1, 3), cams,
-                    backend="torch")
+    out = rasterize(
+        means, q, torch.tensor([[0.3, 0.2, 1e-3]]), torch.tensor([0.8]), torch.ones(1, 3), cams, backend="torch"
+    )
     target = torch.zeros(32, 32)
     target[:, :14] = 1.0
     loss = ((out.rgb[0, ..., 0] - target) ** 2).sum()
@@ -297,7 +336,7 @@ def test_means2d_grad_and_absgrad():
     cams = make_cameras([(0, 0, -2.0)], 32, 32)
     means.requires_grad_(True)
     out = rasterize(means, quats, scales, opac, colors, cams, backend="torch", absgrad=True)
-    (out.rgb ** 2).sum().backward()
+    (out.rgb**2).sum().backward()
     m2d = out.meta["means2d"]
     assert m2d.grad is not None and m2d.grad.abs().sum() > 0
     assert (m2d.absgrad >= m2d.grad.abs() - 1e-6).all()
@@ -309,19 +348,38 @@ def test_densification_with_default_strategy():
 
     means, quats, scales, opac, colors = random_scene(150, seed=5, scale=(0.01, 0.05))
     cams = make_cameras([(0, 0, -2.0), (1.0, 0.3, -1.6)], 32, 32)
-    params = torch.nn.ParameterDict({
-        "means": means, "quats": quats, "scales": torch.log(scales), "opacities": torch.logit(opac),
-        "colors": torch.logit(colors.clamp(0.05, 0.95))})
+    params = torch.nn.ParameterDict(
+        {
+            "means": means,
+            "quats": quats,
+            "scales": torch.log(scales),
+            "opacities": torch.logit(opac),
+            "colors": torch.logit(colors.clamp(0.05, 0.95)),
+        }
+    )
     optim = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
-    strategy = DefaultStrategy(refine_start_iter=1, refine_every=2, reset_every=1000, grow_grad2d=1e-6,
-                               key_for_gradient="gradient_2dgs", prune_opa=0.05)
+    strategy = DefaultStrategy(
+        refine_start_iter=1,
+        refine_every=2,
+        reset_every=1000,
+        grow_grad2d=1e-6,
+        key_for_gradient="gradient_2dgs",
+        prune_opa=0.05,
+    )
     strategy.check_sanity(params, optim)
     state = strategy.initialize_state(scene_scale=1.0)
     target = torch.rand(2, 32, 32, 3)
     counts = [len(params["means"])]
     for step in range(6):
-        out = rasterize(params["means"], params["quats"], torch.exp(params["scales"]),
-                        torch.sigmoid(params["opacities"]), torch.sigmoid(params["colors"]), cams, backend="torch")
+        out = rasterize(
+            params["means"],
+            params["quats"],
+            torch.exp(params["scales"]),
+            torch.sigmoid(params["opacities"]),
+            torch.sigmoid(params["colors"]),
+            cams,
+            backend="torch",
+        )
         strategy.step_pre_backward(params, optim, state, step, out.meta)
         loss = (out.rgb - target).abs().mean()
         loss.backward()
@@ -384,8 +442,17 @@ def test_sh_colours_and_backgrounds():
     coeffs = torch.zeros(1, 4, 3)
     coeffs[0, 0] = torch.tensor([1.0, -1.0, 0.2])
     bg = torch.tensor([[0.1, 0.2, 0.3]])
-    out = rasterize(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0, 0]]), torch.tensor([[0.5, 0.5, 1e-3]]),
-                    torch.tensor([0.5]), coeffs, cams, sh_degree=1, backgrounds=bg, backend="torch")
+    out = rasterize(
+        torch.zeros(1, 3),
+        torch.tensor([[1.0, 0, 0, 0]]),
+        torch.tensor([[0.5, 0.5, 1e-3]]),
+        torch.tensor([0.5]),
+        coeffs,
+        cams,
+        sh_degree=1,
+        backgrounds=bg,
+        backend="torch",
+    )
     a = out.alpha[0, 8, 8, 0]
     col = torch.clamp_min(0.28209479177387814 * coeffs[0, 0] + 0.5, 0)
     torch.testing.assert_close(out.rgb[0, 8, 8], a * col + (1 - a) * bg[0])
@@ -396,19 +463,47 @@ def test_empty_and_bad_inputs():
     cams = make_cameras([(0, 0, -2.0)], 16, 16)
     # everything behind the camera: empty images, still differentiable
     means = torch.tensor([[0.0, 0.0, -5.0]], requires_grad=True)
-    out = rasterize(means, torch.tensor([[1.0, 0, 0, 0]]), torch.ones(1, 3) * 0.1, torch.tensor([0.5]),
-                    torch.ones(1, 3), cams, backend="torch")
+    out = rasterize(
+        means,
+        torch.tensor([[1.0, 0, 0, 0]]),
+        torch.ones(1, 3) * 0.1,
+        torch.tensor([0.5]),
+        torch.ones(1, 3),
+        cams,
+        backend="torch",
+    )
     assert out.alpha.abs().sum() == 0 and out.meta["n_pairs"] == 0
     out.rgb.sum().backward()
     with pytest.raises(PrivsplatError, match="quats"):
-        rasterize(torch.zeros(2, 3), torch.zeros(3, 4), torch.ones(2, 3), torch.ones(2), torch.ones(2, 3),
-                  cams, backend="torch")
+        rasterize(
+            torch.zeros(2, 3),
+            torch.zeros(3, 4),
+            torch.ones(2, 3),
+            torch.ones(2),
+            torch.ones(2, 3),
+            cams,
+            backend="torch",
+        )
     with pytest.raises(PrivsplatError, match="colors"):
-        rasterize(torch.zeros(2, 3), torch.ones(2, 4), torch.ones(2, 3), torch.ones(2), torch.ones(5, 3),
-                  cams, backend="torch")
+        rasterize(
+            torch.zeros(2, 3),
+            torch.ones(2, 4),
+            torch.ones(2, 3),
+            torch.ones(2),
+            torch.ones(5, 3),
+            cams,
+            backend="torch",
+        )
     with pytest.raises(PrivsplatError, match="CUDA"):
-        rasterize(torch.zeros(2, 3), torch.ones(2, 4), torch.ones(2, 3), torch.ones(2), torch.ones(2, 3),
-                  cams, backend="gsplat")
+        rasterize(
+            torch.zeros(2, 3),
+            torch.ones(2, 4),
+            torch.ones(2, 3),
+            torch.ones(2),
+            torch.ones(2, 3),
+            cams,
+            backend="gsplat",
+        )
 
 
 def test_distortion_is_never_negative_with_tilted_surfels():

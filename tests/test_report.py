@@ -12,8 +12,9 @@ import pytest
 
 from privsplat.train.config import FitConfig
 
-TINY = FitConfig.flat(n_init=400, stage1_iters=40, stage2_iters=20, checkpoint_every=20, mesh_orbit_views=4,
-                 mesh_resolution=64)
+TINY = FitConfig.flat(
+    n_init=400, stage1_iters=40, stage2_iters=20, checkpoint_every=20, mesh_orbit_views=4, mesh_resolution=64
+)
 IMG = re.compile(r'<figure data-kind="(\w+)"(?: data-frame="([^"]*)")?><img src="data:image/png;base64,([^"]+)"')
 
 
@@ -44,7 +45,7 @@ def _data_of(run) -> str:
 
 def _section(page: str, key: str) -> str:
     start = page.index(f'<section id="{key}">')
-    return page[start:page.index("</section>", start)]
+    return page[start : page.index("</section>", start)]
 
 
 def test_report_names_every_section_and_is_self_contained(finished_run):
@@ -62,14 +63,14 @@ def test_report_names_every_section_and_is_self_contained(finished_run):
     assert 'class="note"' not in page
     kinds = [m[0] for m in IMG.findall(_section(page, "inputs"))]
     assert kinds.count("rgb") == 6 and kinds.count("protected") == 6
-    assert len(IMG.findall(_section(page, "gradients"))) == 2 * 3       # |g| and σ(render), 3 views
-    assert len(IMG.findall(_section(page, "geometry"))) == 2 * 6        # normals and depth, 6 views
+    assert len(IMG.findall(_section(page, "gradients"))) == 2 * 3  # |g| and σ(render), 3 views
+    assert len(IMG.findall(_section(page, "geometry"))) == 2 * 6  # normals and depth, 6 views
     assert len(IMG.findall(_section(page, "mesh"))) == 8
     shaded = _decode(IMG.findall(_section(page, "mesh"))[0][2])
-    assert 0.05 < (shaded.mean(axis=-1) > 0).mean() < 0.9              # the mesh is in view, not all of it
+    assert 0.05 < (shaded.mean(axis=-1) > 0).mean() < 0.9  # the mesh is in view, not all of it
     curves = IMG.findall(_section(page, "losses"))
     assert "Loss terms per step from losses.jsonl" in page and len(curves) == 1
-    assert _decode(curves[0][2]).shape[1] > 2 * 400                   # one panel per stage, side by side
+    assert _decode(curves[0][2]).shape[1] > 2 * 400  # one panel per stage, side by side
     assert "<th>surfels</th>" in page and "n_init: 400" in page
 
 
@@ -91,7 +92,7 @@ def test_no_sensitive_original_reaches_the_page(finished_run, synth_head):
             assert frames[frame] == "rgb"
             assert np.abs(img / 255.0 - originals[frame]).max() < 1 / 255 + 1e-6  # it IS the original
         else:
-            assert frames[frame] == "protected" and img.ndim == 2              # a grey |g|, not RGB
+            assert frames[frame] == "protected" and img.ndim == 2  # a grey |g|, not RGB
     for _, _, b64 in IMG.findall(page):
         img = _decode(b64)
         if img.ndim != 3 or img.shape[:2] != (32, 32):
@@ -104,9 +105,11 @@ def test_losses_log_is_plotted_when_present(finished_run, copy_of):
     from privsplat.report import read_losses, write_report
 
     run = copy_of(finished_run)
-    lines = [json.dumps({"stage": "stage1", "step": i, "terms": {"loss": 1.0 / (i + 1), "rgb": 0.5 / (i + 1)}})
-             for i in range(30)]
-    lines.insert(10, '{"stage": "stage1", "st')                     # a line cut by a kill
+    lines = [
+        json.dumps({"stage": "stage1", "step": i, "terms": {"loss": 1.0 / (i + 1), "rgb": 0.5 / (i + 1)}})
+        for i in range(30)
+    ]
+    lines.insert(10, '{"stage": "stage1", "st')  # a line cut by a kill
     lines.append(json.dumps({"stage": "stage1", "step": 5, "terms": {"loss": 9.0}}))  # resumed: step 5 again
     lines += [json.dumps({"stage": "stage2", "step": i, "terms": {"grad": 0.1}}) for i in range(5)]
     (run / "losses.jsonl").write_text("\n".join(lines) + "\n")

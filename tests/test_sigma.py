@@ -81,7 +81,13 @@ def test_params_round_trip_and_validation():
     p = SigmaParams(kernel="central", blur_sigma=1.0, resolution=32)
     assert SigmaParams.from_dict(p.to_dict()) == p
     assert SigmaParams.from_dict({"kernel": "sobel", "blur_sigma": 0, "resolution": 64}) == SigmaParams()
-    for bad in ({"kernel": "laplace"}, {"resolution": -1}, {"blur_sigma": float("nan")}, {"colour": 1},
-                {"operator": "blur"}, "sobel"):
+    for bad in (
+        {"kernel": "laplace"},
+        {"resolution": -1},
+        {"blur_sigma": float("nan")},
+        {"colour": 1},
+        {"operator": "blur"},
+        "sobel",
+    ):
         with pytest.raises(PrivsplatError):
             SigmaParams.from_dict(bad)

@@ -116,9 +116,14 @@ def test_a_yaml_preset_file_with_a_bad_value_is_refused_clearly(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text("stage1_iters: 12\nbackground: [1, 1, 1]\n")
     assert load_preset(str(good)).stage1_iters == 12
-    for text, what in [("stage1_iters: many\n", "stage1_iters"), ("- a\n- b\n", "mapping"),
-                       ("n_init: 0\n", "n-init"), ("lr_means: .nan\n", "lr-means"), ("{bad yaml\n", "YAML"),
-                       ("colour_model: rainbow\n", "colour_model")]:
+    for text, what in [
+        ("stage1_iters: many\n", "stage1_iters"),
+        ("- a\n- b\n", "mapping"),
+        ("n_init: 0\n", "n-init"),
+        ("lr_means: .nan\n", "lr-means"),
+        ("{bad yaml\n", "YAML"),
+        ("colour_model: rainbow\n", "colour_model"),
+    ]:
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(PrivsplatError, match=what):
             load_preset(str(tmp_path / "bad.yaml"))
@@ -144,8 +149,9 @@ def _hostile_run(tmp_path: Path, data: Path) -> tuple[Path, Path]:
     (run / "checkpoints").mkdir(parents=True)
     marker = tmp_path / "PWNED"
     cfg = FitConfig.flat(n_init=200, stage1_iters=4, stage2_iters=2, checkpoint_every=0, mesh_orbit_views=0)
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": str(data.resolve()), "preset": "custom",
-                                                     "device": "cpu", "config": cfg.to_dict()}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"data": str(data.resolve()), "preset": "custom", "device": "cpu", "config": cfg.to_dict()})
+    )
     torch.save({"model": {"params": _Payload(marker)}, "config": cfg.to_dict()}, run / "checkpoints" / "latest.pt")
     (run / "mesh.ply").write_text("ply\n")
     return run, marker
@@ -162,14 +168,34 @@ def test_a_crafted_checkpoint_never_executes(command, protected_head, synth_head
     assert probe.exists()
     if command == "fit-resume":
         cfg = run / "config.yaml"
-        argv = ["fit", "--data", str(protected_head), "--out", str(run), "--resume", "--device", "cpu",
-                "--no-progress", "--preset", str(_preset_file(tmp_path, cfg))]
+        argv = [
+            "fit",
+            "--data",
+            str(protected_head),
+            "--out",
+            str(run),
+            "--resume",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--preset",
+            str(_preset_file(tmp_path, cfg)),
+        ]
     elif command == "mesh":
         argv = ["mesh", "--run", str(run), "--device", "cpu"]
     else:
         pytest.importorskip("face_recognition_models")
-        argv = ["privacy-eval", "--run", str(run), "--originals", str(synth_head), "--attack", "none",
-                "--device", "cpu"]
+        argv = [
+            "privacy-eval",
+            "--run",
+            str(run),
+            "--originals",
+            str(synth_head),
+            "--attack",
+            "none",
+            "--device",
+            "cpu",
+        ]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err

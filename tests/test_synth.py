@@ -1,14 +1,13 @@
 import json
 
 import cv2
-
 import numpy as np
 import pytest
 
 pytest.importorskip("open3d")
 
-from privsplat.data import load_dataset, load_mask, load_rgb
 from privsplat.assets import neutral_template
+from privsplat.data import load_dataset, load_mask, load_rgb
 from privsplat.data.synth import head_mesh, synthesize
 from privsplat.errors import PrivsplatError
 
@@ -58,7 +57,7 @@ def test_upright_and_front_lit(synth_head):
     f = next(f for f in ds.frames if f.name == front)
     mask = load_mask(f)
     rows = np.nonzero(mask.max(axis=1) > 0.5)[0]
-    top, bottom = mask[rows[0]:rows[0] + 4].sum(), mask[rows[-1] - 3:rows[-1] + 1].sum()
+    top, bottom = mask[rows[0] : rows[0] + 4].sum(), mask[rows[-1] - 3 : rows[-1] + 1].sum()
     assert bottom > top  # shoulders/neck cut at the bottom, crown at the top: upright
 
 

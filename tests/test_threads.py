@@ -31,8 +31,13 @@ pytestmark = pytest.mark.slow  # fresh interpreters: ~16 s
 
 def probe(when: str, threads: int, **env) -> dict:
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", PROBE, when, str(threads)], env={**base, **env},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, when, str(threads)],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -13,8 +13,17 @@ from privsplat.errors import PrivsplatError
 from privsplat.train.config import FitConfig, load_preset
 from privsplat.train.model import SurfelModel, read_splats_ply, write_splats_ply
 
-TINY = FitConfig.flat(n_init=600, stage1_iters=150, stage2_iters=200, densify_every=50, checkpoint_every=50,
-                 dist_weight=1.0, mesh_orbit_views=6, mesh_resolution=96, max_surfels=3000)
+TINY = FitConfig.flat(
+    n_init=600,
+    stage1_iters=150,
+    stage2_iters=200,
+    densify_every=50,
+    checkpoint_every=50,
+    dist_weight=1.0,
+    mesh_orbit_views=6,
+    mesh_resolution=96,
+    max_surfels=3000,
+)
 
 
 def test_presets_load_and_override():
@@ -38,10 +47,14 @@ def test_splats_ply_round_trip(tmp_path, colour_model):
     back = read_splats_ply(tmp_path / "s.ply")
     p = model.params
     np.testing.assert_allclose(back["means"], p["means"].detach().numpy() / scale + center, atol=1e-4)
-    np.testing.assert_allclose(np.abs((back["quats"] * torch.nn.functional.normalize(p["quats"], dim=-1)
-                                       .detach().numpy()).sum(1)), 1.0, atol=1e-5)
-    np.testing.assert_allclose(back["log_scales"][:, :2], p["scales"].detach().numpy()[:, :2] - np.log(scale),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.abs((back["quats"] * torch.nn.functional.normalize(p["quats"], dim=-1).detach().numpy()).sum(1)),
+        1.0,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        back["log_scales"][:, :2], p["scales"].detach().numpy()[:, :2] - np.log(scale), atol=1e-5
+    )
     assert (back["log_scales"][:, 2] < back["log_scales"][:, :2].min(1) - 5).all()  # flat third axis
     np.testing.assert_allclose(back["opacity_logits"], p["opacities"].detach().numpy(), atol=1e-6)
     assert back["sh"].shape[1] == (9 if colour_model == "sh" else 1)
@@ -51,8 +64,7 @@ def test_normal_drives_shading():
     """In the shaded model, tilting a surfel changes its colour (so sigma(render) can see geometry)."""
     from privsplat.cameras import Cameras, look_at
 
-    model = SurfelModel.from_points(np.zeros((1, 3)) + [[0, 0, 0]], np.array([[0.0, 0.0, 1.0]]),
-                                    FitConfig(), seed=0)
+    model = SurfelModel.from_points(np.zeros((1, 3)) + [[0, 0, 0]], np.array([[0.0, 0.0, 1.0]]), FitConfig(), seed=0)
     with torch.no_grad():
         model.light[3] = 1.0  # light from +x
         K = torch.tensor([[50.0, 0, 32], [0, 50.0, 32], [0, 0, 1]])
@@ -66,8 +78,7 @@ def test_normal_drives_shading():
 @pytest.fixture(scope="module")
 def tiny_protected(tmp_path_factory):
     """A 12-view 32-px ICT head; the 6 most frontal views protected."""
-    from privsplat.data.synth import synthesize
-    from privsplat.data.synth import rear_view_names
+    from privsplat.data.synth import rear_view_names, synthesize
     from privsplat.privacy.protect import protect
 
     root = tmp_path_factory.mktemp("tiny")
@@ -102,8 +113,8 @@ def test_two_stage_fit_lowers_gradient_loss_and_meshes_near_truth(tiny_protected
 
 
 def test_resume_after_interrupt(tiny_protected, tmp_path, monkeypatch):
-    from privsplat.train import trainer as T
     from privsplat.pipeline import fit_run
+    from privsplat.train import trainer as T
 
     _, prot = tiny_protected
     cfg = TINY.replace(stage1_iters=120, stage2_iters=60, mesh_orbit_views=0)
@@ -146,8 +157,11 @@ def test_fit_refuses_tampered_protected_folder(tiny_protected, tmp_path):
     shutil.copytree(prot, bad)
     manifest = json.loads((bad / "privsplat_manifest.json").read_text())
     victim = next(f["name"] for f in manifest["frames"] if f["kind"] == "protected")
-    path = next(bad / rel for rel in manifest["files"] if Path(rel).stem == victim and rel.endswith(".png")
-                and not rel.startswith("masks"))
+    path = next(
+        bad / rel
+        for rel in manifest["files"]
+        if Path(rel).stem == victim and rel.endswith(".png") and not rel.startswith("masks")
+    )
     raw = bytearray(path.read_bytes())
     raw[-20] ^= 0xFF
     path.write_bytes(bytes(raw))

@@ -22,8 +22,13 @@ W, H = 320, 240
 K_SRC = np.array([[250.0, 0, 163.3], [0, 252.0, 117.6], [0, 0, 1]])
 LENSES = {
     "opencv": SourceCamera("OPENCV", K_SRC, (-0.28, 0.09, 0.0012, -0.0009, -0.01), W, H),
-    "fisheye": SourceCamera("OPENCV_FISHEYE", np.array([[175.0, 0, 163.3], [0, 176.0, 117.6], [0, 0, 1]]),
-                            (0.06, -0.02, 0.004, -0.001), W, H),
+    "fisheye": SourceCamera(
+        "OPENCV_FISHEYE",
+        np.array([[175.0, 0, 163.3], [0, 176.0, 117.6], [0, 0, 1]]),
+        (0.06, -0.02, 0.004, -0.001),
+        W,
+        H,
+    ),
 }
 
 
@@ -36,13 +41,13 @@ def distort(src: SourceCamera, xy: np.ndarray) -> np.ndarray:
     elif src.model == "OPENCV":
         k1, k2, p1, p2, k3 = (tuple(c) + (0.0,) * 5)[:5]
         r2 = x * x + y * y
-        rad = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
+        rad = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
         xd = x * rad + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
         yd = y * rad + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     else:
         r = np.maximum(np.hypot(x, y), 1e-12)
         th = np.arctan(r)
-        thd = th * (1 + c[0] * th ** 2 + c[1] * th ** 4 + c[2] * th ** 6 + c[3] * th ** 8)
+        thd = th * (1 + c[0] * th**2 + c[1] * th**4 + c[2] * th**6 + c[3] * th**8)
         xd, yd = x * thd / r, y * thd / r
     K = src.K
     return np.stack([K[0, 0] * xd + K[0, 2], K[1, 1] * yd + K[1, 2]], axis=1)
@@ -149,7 +154,7 @@ POINTS = np.array([[0.0, 0.0, 4.0], [1.6, 0.9, 4.2], [-1.5, -1.0, 3.8], [1.7, -1
 def blobs(uv: np.ndarray, sigma=1.2) -> np.ndarray:
     """uint8 HxW image of Gaussian blobs centred at uv (+0.5 centres)."""
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    img = sum(np.exp(-((u - a) ** 2 + (v - b) ** 2) / (2 * sigma ** 2)) for a, b in uv)
+    img = sum(np.exp(-((u - a) ** 2 + (v - b) ** 2) / (2 * sigma**2)) for a, b in uv)
     return np.round(255 * np.clip(img, 0, 1)).astype(np.uint8)
 
 
@@ -158,8 +163,8 @@ def centroids(img: np.ndarray, near: np.ndarray, r=5) -> np.ndarray:
     f = img.astype(np.float64)
     for a, b in near:
         u0, v0 = int(a), int(b)
-        patch = f[v0 - r:v0 + r + 1, u0 - r:u0 + r + 1]
-        v, u = np.mgrid[v0 - r:v0 + r + 1, u0 - r:u0 + r + 1] + 0.5
+        patch = f[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1]
+        v, u = np.mgrid[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1] + 0.5
         out.append([(patch * u).sum() / patch.sum(), (patch * v).sum() / patch.sum()])
     return np.array(out)
 
@@ -181,16 +186,32 @@ def write_distorted(d, src: SourceCamera, fmt: str, colmap_model: str = ""):
     K, c = src.K, src.coeffs
     if fmt == "nerfstudio":
         keys = ("k1", "k2", "p1", "p2", "k3") if src.model == "OPENCV" else ("k1", "k2", "k3", "k4")
-        meta = {"camera_model": src.model, "w": W, "h": H, "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2],
-                "cy": K[1, 2], **dict(zip(keys, c)),
-                "frames": [{"file_path": f"images/im{i}.png", "mask_path": f"masks/im{i}.png",
-                            "transform_matrix": (np.linalg.inv(w) @ GL_TO_CV).tolist()} for i, w in enumerate(w2cs)]}
+        meta = {
+            "camera_model": src.model,
+            "w": W,
+            "h": H,
+            "fl_x": K[0, 0],
+            "fl_y": K[1, 1],
+            "cx": K[0, 2],
+            "cy": K[1, 2],
+            **dict(zip(keys, c)),
+            "frames": [
+                {
+                    "file_path": f"images/im{i}.png",
+                    "mask_path": f"masks/im{i}.png",
+                    "transform_matrix": (np.linalg.inv(w) @ GL_TO_CV).tolist(),
+                }
+                for i, w in enumerate(w2cs)
+            ],
+        }
         (d / "transforms.json").write_text(json.dumps(meta))
     else:
-        params = {"OPENCV": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *c[:4]],
-                  "OPENCV_FISHEYE": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *c],
-                  "SIMPLE_RADIAL": [K[0, 0], K[0, 2], K[1, 2], c[0]],
-                  "RADIAL": [K[0, 0], K[0, 2], K[1, 2], c[0], c[1]]}[colmap_model]
+        params = {
+            "OPENCV": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *c[:4]],
+            "OPENCV_FISHEYE": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *c],
+            "SIMPLE_RADIAL": [K[0, 0], K[0, 2], K[1, 2], c[0]],
+            "RADIAL": [K[0, 0], K[0, 2], K[1, 2], c[0], c[1]],
+        }[colmap_model]
         cams = {1: ColmapCamera(colmap_model, W, H, np.array(params))}
         imgs = {i + 1: ColmapImage(rotation_to_qvec(w[:3, :3]), w[:3, 3], 1, f"im{i}.png") for i, w in enumerate(w2cs)}
         write_model_txt(d / "sparse" / "0", cams, imgs)
@@ -201,10 +222,28 @@ CASES = {
     "nerfstudio_fisheye": (LENSES["fisheye"], "nerfstudio", ""),
     "colmap_opencv": (SourceCamera("OPENCV", K_SRC, (-0.25, 0.07, 0.001, -0.002), W, H), "colmap", "OPENCV"),
     "colmap_fisheye": (LENSES["fisheye"], "colmap", "OPENCV_FISHEYE"),
-    "colmap_simple_radial": (SourceCamera("OPENCV", np.diag([250.0, 250.0, 1]) + np.array(
-        [[0, 0, 160.5], [0, 0, 119.5], [0, 0, 0]]), (-0.2, 0, 0, 0), W, H), "colmap", "SIMPLE_RADIAL"),
-    "colmap_radial": (SourceCamera("OPENCV", np.diag([250.0, 250.0, 1]) + np.array(
-        [[0, 0, 160.5], [0, 0, 119.5], [0, 0, 0]]), (-0.2, 0.05, 0, 0), W, H), "colmap", "RADIAL"),
+    "colmap_simple_radial": (
+        SourceCamera(
+            "OPENCV",
+            np.diag([250.0, 250.0, 1]) + np.array([[0, 0, 160.5], [0, 0, 119.5], [0, 0, 0]]),
+            (-0.2, 0, 0, 0),
+            W,
+            H,
+        ),
+        "colmap",
+        "SIMPLE_RADIAL",
+    ),
+    "colmap_radial": (
+        SourceCamera(
+            "OPENCV",
+            np.diag([250.0, 250.0, 1]) + np.array([[0, 0, 160.5], [0, 0, 119.5], [0, 0, 0]]),
+            (-0.2, 0.05, 0, 0),
+            W,
+            H,
+        ),
+        "colmap",
+        "RADIAL",
+    ),
 }
 
 
@@ -248,6 +287,7 @@ def test_colmap_unsupported_model_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- max_size
+
 
 def test_max_size_scales_K_with_pixel_centres_at_half(tmp_path):
     """Area-downsampled 4x: blob centroids stay at K'·X with K' = diag(s, s, 1) K (no half-pixel shift);

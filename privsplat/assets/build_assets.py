@@ -27,17 +27,25 @@ def build(data_dir: Path) -> None:
     d = np.load(data_dir / "ict_head.npz")
     np.savez_compressed(
         HERE / "ict_head_small.npz",
-        vertices=d["vertices"].astype(np.float32), faces=d["faces"].astype(np.int32),
-        region=d["region"].astype(np.uint8), identity_modes=d["identity_modes"][:20].astype(np.float16),
+        vertices=d["vertices"].astype(np.float32),
+        faces=d["faces"].astype(np.int32),
+        region=d["region"].astype(np.uint8),
+        identity_modes=d["identity_modes"][:20].astype(np.float16),
         expression_modes=d["expression_modes"].astype(np.float16),
-        expression_names=d["expression_names"], landmarks68=d["landmarks68"].astype(np.int32),
-        units=np.array("cm"))
+        expression_names=d["expression_names"],
+        landmarks68=d["landmarks68"].astype(np.int32),
+        units=np.array("cm"),
+    )
     mesh = o3d.io.read_triangle_mesh(str(data_dir / "nefertiti.ply"))
     mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=12000)
     mesh.remove_unreferenced_vertices()
     v = np.asarray(mesh.vertices) * np.array([-1.0, -1.0, 1.0])  # 180° about z: up -y -> +y
-    np.savez_compressed(HERE / "nefertiti_small.npz", vertices=v.astype(np.float32),
-                        faces=np.asarray(mesh.triangles).astype(np.int32), units=np.array("mm"))
+    np.savez_compressed(
+        HERE / "nefertiti_small.npz",
+        vertices=v.astype(np.float32),
+        faces=np.asarray(mesh.triangles).astype(np.int32),
+        units=np.array("mm"),
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "prepare": ("prepare", "Prepare", "on your machine: photos or a video -> poses (SfM) -> an undistorted dataset"),
     "synth": ("synth", "Synth", "render a multi-view test dataset of a mesh, with ground truth"),
-    "protect": ("protect", "Protect", "on your machine: keep neutral views as RGB, turn sensitive views into "
-                                      "gradient magnitudes"),
+    "protect": (
+        "protect",
+        "Protect",
+        "on your machine: keep neutral views as RGB, turn sensitive views into gradient magnitudes",
+    ),
     "fit": ("fit", "Fit", "two-stage surfel fit of a (protected) dataset, then a TSDF mesh"),
     "mesh": ("mesh", "Mesh", "re-extract the mesh of a finished run"),
     "eval": ("eval", "Eval", "geometry metrics of a mesh against ground truth"),
@@ -36,8 +39,13 @@ def load_command(name: str):
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: privsplat COMMAND [--help] [flags]", "",
-             "Privacy-preserving reconstruction with 2D Gaussian surfels.", "", "commands:"]
+    lines = [
+        "usage: privsplat COMMAND [--help] [flags]",
+        "",
+        "Privacy-preserving reconstruction with 2D Gaussian surfels.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, _, summary) in COMMANDS.items()]
     lines += ["", "Run `privsplat COMMAND --help` for a command's flags."]
     return "\n".join(lines)

@@ -38,11 +38,19 @@ class Batch:
 
     def run(self) -> None:
         setup_logging()
-        summary = run_batch(self.jobs, self.out, self.address, self.gpus_per_job, self.cpus_per_job,
-                            self.max_retries, num_cpus=self.num_cpus or None,
-                            allow_unprotected=self.allow_unprotected)
+        summary = run_batch(
+            self.jobs,
+            self.out,
+            self.address,
+            self.gpus_per_job,
+            self.cpus_per_job,
+            self.max_retries,
+            num_cpus=self.num_cpus or None,
+            allow_unprotected=self.allow_unprotected,
+        )
         print(self.out / "index.html")
         bad = summary["counts"]["failed"] + summary["counts"]["refused"]
         if bad:  # non-zero exit when any job did not finish
-            raise PrivsplatError(f"{bad} of {len(summary['jobs'])} jobs failed or were refused; "
-                                 f"see {self.out / 'summary.md'}")
+            raise PrivsplatError(
+                f"{bad} of {len(summary['jobs'])} jobs failed or were refused; see {self.out / 'summary.md'}"
+            )

@@ -52,31 +52,51 @@ class Demo:
         protected = out / "head_protected"
         run = out / "run"
         t = time.perf_counter()
-        synthesize(mesh="ict", out=data, resolution=self.resolution, identity_seed=self.identity_seed,
-                   overwrite=True)
+        synthesize(mesh="ict", out=data, resolution=self.resolution, identity_seed=self.identity_seed, overwrite=True)
         timings["synth"] = time.perf_counter() - t
         neutral, sensitive = rear_view_names(data, self.neutral_views)
         t = time.perf_counter()
         protect(data, protected, sensitive=",".join(sensitive), overwrite=True)
         timings["protect"] = time.perf_counter() - t
         t = time.perf_counter()
-        metrics = fit_run(protected, run, load_preset(self.preset), device=self.device, overwrite=True,
-                          progress=self.progress, preset=self.preset, threads=self.threads)
+        metrics = fit_run(
+            protected,
+            run,
+            load_preset(self.preset),
+            device=self.device,
+            overwrite=True,
+            progress=self.progress,
+            preset=self.preset,
+            threads=self.threads,
+        )
         timings["fit_and_mesh"] = time.perf_counter() - t
         t = time.perf_counter()
-        scores = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply",
-                               gt_face_mask=np.load(data / "gt_face_mask.npy"))
+        scores = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=np.load(data / "gt_face_mask.npy"))
         timings["eval"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
-        summary = {"neutral_views": len(neutral), "protected_views": len(sensitive),
-                   "timings_s": {k: round(v, 1) for k, v in timings.items()},
-                   "face_chamfer": scores.get("chamfer"), "units": "cm", "eval": scores, "fit": metrics}
+        summary = {
+            "neutral_views": len(neutral),
+            "protected_views": len(sensitive),
+            "timings_s": {k: round(v, 1) for k, v in timings.items()},
+            "face_chamfer": scores.get("chamfer"),
+            "units": "cm",
+            "eval": scores,
+            "fit": metrics,
+        }
         write_json(out / "summary.json", summary)
-        print(f"\nprivsplat demo: {len(neutral)} rear views kept as RGB, {len(sensitive)} face views protected "
-              f"(only their gradient magnitudes were used)")
-        print(f"  face-region Chamfer vs ground truth: {scores.get('chamfer'):.3f} cm "
-              f"(accuracy {scores.get('accuracy'):.3f}, completeness {scores.get('completeness'):.3f})")
-        print(f"  time: {timings['total']:.0f} s total, fit+mesh {timings['fit_and_mesh']:.0f} s; "
-              f"peak RSS {metrics.get('peak_rss_mb')} MB")
-        print(f"  mesh: {run / 'mesh.ply'}\n  splats: {run / 'splats.ply'}\n  renders: {run / 'renders'}\n"
-              f"  summary: {out / 'summary.json'}")
+        print(
+            f"\nprivsplat demo: {len(neutral)} rear views kept as RGB, {len(sensitive)} face views protected "
+            f"(only their gradient magnitudes were used)"
+        )
+        print(
+            f"  face-region Chamfer vs ground truth: {scores.get('chamfer'):.3f} cm "
+            f"(accuracy {scores.get('accuracy'):.3f}, completeness {scores.get('completeness'):.3f})"
+        )
+        print(
+            f"  time: {timings['total']:.0f} s total, fit+mesh {timings['fit_and_mesh']:.0f} s; "
+            f"peak RSS {metrics.get('peak_rss_mb')} MB"
+        )
+        print(
+            f"  mesh: {run / 'mesh.ply'}\n  splats: {run / 'splats.ply'}\n  renders: {run / 'renders'}\n"
+            f"  summary: {out / 'summary.json'}"
+        )

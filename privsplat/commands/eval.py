@@ -36,8 +36,15 @@ class Eval:
 
     def run(self) -> dict:
         sphere = parse_face_sphere(self.face_sphere) if self.face_sphere else None
-        metrics = evaluate_mesh(self.mesh, self.gt, gt_face_mask=self.gt_face_mask, face_sphere=sphere,
-                                align=self.align, n_samples=self.n_samples, seed=self.seed)
+        metrics = evaluate_mesh(
+            self.mesh,
+            self.gt,
+            gt_face_mask=self.gt_face_mask,
+            face_sphere=sphere,
+            align=self.align,
+            n_samples=self.n_samples,
+            seed=self.seed,
+        )
         metrics["pred_path"], metrics["gt_path"] = str(self.mesh), str(self.gt)
         print(format_summary(metrics))
         if self.json is not None:

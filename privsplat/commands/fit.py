@@ -57,16 +57,26 @@ class Fit:
         """Two tyro parses: --preset first (ignoring every other flag), then every flag with the
         preset's values as defaults, so `--preset head512 --stage1-iters 100` means head512 with
         100 stage-1 iterations, and --help shows the preset's values."""
-        choice, _ = tyro.cli(PresetChoice, args=args, return_unknown_args=True, add_help=False,
-                             console_outputs=False)
+        choice, _ = tyro.cli(PresetChoice, args=args, return_unknown_args=True, add_help=False, console_outputs=False)
         default = cls(data=tyro.MISSING, out=tyro.MISSING, preset=choice.preset, config=load_preset(choice.preset))
         return tyro.cli(cls, args=args, default=default, prog=prog, description=description)
 
     def run(self) -> None:
         setup_logging()
-        fit_run(self.data, self.out, self.config, device=self.device, resume=self.resume,
-                overwrite=self.overwrite, progress=self.progress, preset=self.preset, threads=self.threads,
-                mesh=self.mesh, report=self.report, max_size=self.max_size)
+        fit_run(
+            self.data,
+            self.out,
+            self.config,
+            device=self.device,
+            resume=self.resume,
+            overwrite=self.overwrite,
+            progress=self.progress,
+            preset=self.preset,
+            threads=self.threads,
+            mesh=self.mesh,
+            report=self.report,
+            max_size=self.max_size,
+        )
 
 
 __all__ = ["Fit", "available_presets"]

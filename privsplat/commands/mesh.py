@@ -30,5 +30,12 @@ class Mesh:
 
     def run(self) -> None:
         setup_logging()
-        remesh_run(self.run_dir, self.out, resolution=self.resolution, voxel=self.voxel,
-                   orbit_views=self.orbit_views, clusters=self.clusters, device=self.device)
+        remesh_run(
+            self.run_dir,
+            self.out,
+            resolution=self.resolution,
+            voxel=self.voxel,
+            orbit_views=self.orbit_views,
+            clusters=self.clusters,
+            device=self.device,
+        )

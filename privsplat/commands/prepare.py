@@ -30,8 +30,9 @@ class Prepare:
     """auto: sequential for a video, exhaustive for photos"""
     cameras: Literal["auto", "single", "per_image"] = "auto"
     """auto: one shared camera if all photos have one size"""
-    camera_model: Literal["SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE", "SIMPLE_PINHOLE", "PINHOLE"] = \
+    camera_model: Literal["SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE", "SIMPLE_PINHOLE", "PINHOLE"] = (
         "SIMPLE_RADIAL"
+    )
     min_registered: float = 0.6
     """refuse when fewer than this share of the images get a pose"""
     threads: int = -1
@@ -39,6 +40,16 @@ class Prepare:
     overwrite: bool = False
 
     def run(self) -> None:
-        prepare(self.out, self.images, self.video, max_size=self.max_size, frames=self.frames,
-                matching=self.matching, cameras=self.cameras, camera_model=self.camera_model,
-                min_registered=self.min_registered, threads=self.threads, overwrite=self.overwrite)
+        prepare(
+            self.out,
+            self.images,
+            self.video,
+            max_size=self.max_size,
+            frames=self.frames,
+            matching=self.matching,
+            cameras=self.cameras,
+            camera_model=self.camera_model,
+            min_registered=self.min_registered,
+            threads=self.threads,
+            overwrite=self.overwrite,
+        )

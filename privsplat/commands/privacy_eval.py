@@ -74,25 +74,56 @@ class PrivacyEval:
         if self.run_dir is None:
             if self.baseline_run is not None:
                 raise PrivsplatError("--baseline-run goes with --run (it is rendered from the run's cameras)")
-            return evaluate_privacy_folders(self.originals, self.protected, self.renders, self.mesh_renders,
-                                            attack=self.attack, kernel=self.kernel or "sobel",
-                                            threshold=self.threshold, mesh=self.mesh, cameras=self.cameras,
-                                            progress=progress)
-        given = [flag for flag, v in (("--protected", self.protected), ("--renders", self.renders),
-                                      ("--mesh-renders", self.mesh_renders), ("--mesh", self.mesh),
-                                      ("--cameras", self.cameras)) if v is not None]
+            return evaluate_privacy_folders(
+                self.originals,
+                self.protected,
+                self.renders,
+                self.mesh_renders,
+                attack=self.attack,
+                kernel=self.kernel or "sobel",
+                threshold=self.threshold,
+                mesh=self.mesh,
+                cameras=self.cameras,
+                progress=progress,
+            )
+        given = [
+            flag
+            for flag, v in (
+                ("--protected", self.protected),
+                ("--renders", self.renders),
+                ("--mesh-renders", self.mesh_renders),
+                ("--mesh", self.mesh),
+                ("--cameras", self.cameras),
+            )
+            if v is not None
+        ]
         if given:
-            raise PrivsplatError(f"--run derives every set from the run folder; drop {', '.join(given)} "
-                                 "(or drop --run to score folders)")
-        return evaluate_privacy_run(self.run_dir, self.originals, attack=self.attack, threshold=self.threshold,
-                                    baseline_run=self.baseline_run, device=self.device, kernel=self.kernel,
-                                    progress=progress)
+            raise PrivsplatError(
+                f"--run derives every set from the run folder; drop {', '.join(given)} (or drop --run to score folders)"
+            )
+        return evaluate_privacy_run(
+            self.run_dir,
+            self.originals,
+            attack=self.attack,
+            threshold=self.threshold,
+            baseline_run=self.baseline_run,
+            device=self.device,
+            kernel=self.kernel,
+            progress=progress,
+        )
 
     def run(self) -> dict:
         progress = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
         if self.text:
-            report = evaluate_text_privacy(self.originals, self.protected, self.run_dir, self.baseline_run,
-                                           attack=self.attack, device=self.device, progress=progress)
+            report = evaluate_text_privacy(
+                self.originals,
+                self.protected,
+                self.run_dir,
+                self.baseline_run,
+                attack=self.attack,
+                device=self.device,
+                progress=progress,
+            )
             table = format_ocr_table(report)
         else:
             report = self.run_report(progress=progress)

@@ -40,9 +40,18 @@ class Protect:
 
     def run(self) -> None:
         t0 = time.perf_counter()
-        decisions = protect(self.data, self.out, self.sensitive, self.region_masks, kernel=self.kernel,
-                            blur_sigma=self.blur_sigma, resolution=self.resolution,
-                            neutral_angle_deg=self.neutral_angle_deg, overwrite=self.overwrite,
-                            max_size=self.max_size, sensitive_regions=self.sensitive_regions)
+        decisions = protect(
+            self.data,
+            self.out,
+            self.sensitive,
+            self.region_masks,
+            kernel=self.kernel,
+            blur_sigma=self.blur_sigma,
+            resolution=self.resolution,
+            neutral_angle_deg=self.neutral_angle_deg,
+            overwrite=self.overwrite,
+            max_size=self.max_size,
+            sensitive_regions=self.sensitive_regions,
+        )
         n = sum(s for s, _ in decisions.values())
         print(f"protected {n} of {len(decisions)} views into {self.out} in {time.perf_counter() - t0:.1f} s")

@@ -12,8 +12,8 @@ import torch
 
 from ..errors import PrivsplatError
 from ..io import atomic_path
+from ..render.bench import DEFAULT_CASES, bench_case, parse_case, plan_backends
 from ..threads import configure_cpu_threads
-from ..render.bench import DEFAULT_CASES, parse_case, plan_backends, bench_case
 
 
 @dataclass
@@ -43,8 +43,13 @@ class RenderBench:
             for n, size in cases:
                 results.append(bench_case(backend, device, n, size, self.repeats, self.seed))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-        doc = {"benchmark": "render", "repeats": self.repeats, "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "results": results}
+        doc = {
+            "benchmark": "render",
+            "repeats": self.repeats,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "results": results,
+        }
         text = json.dumps(doc, indent=2)
         print(text)
         if self.json_out is not None:

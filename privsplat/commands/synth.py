@@ -50,6 +50,14 @@ class Synth:
                 raise PrivsplatError("--mesh, --expression and --identity-seed apply to --scene head only")
             out = synthesize_car(self.out, views, resolution, self.seed, fov, overwrite=self.overwrite)
         else:
-            out = synthesize(self.mesh, self.out, views, resolution, self.identity_seed, self.expression, fov,
-                             overwrite=self.overwrite)
+            out = synthesize(
+                self.mesh,
+                self.out,
+                views,
+                resolution,
+                self.identity_seed,
+                self.expression,
+                fov,
+                overwrite=self.overwrite,
+            )
         print(f"wrote {views} views to {out} in {time.perf_counter() - t0:.1f} s")

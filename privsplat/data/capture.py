@@ -41,13 +41,13 @@ RANSAC_TRIALS = 2000  # two-view verification (see match_pairs)  # long side of 
 
 @dataclass
 class PrepareReport:
-    total: int                          # images given to SfM
-    registered: list[str]               # names that got a pose (in the output dataset)
-    failed: list[str]                   # names that did not
-    mean_reprojection_error_px: float   # in the SfM images (before undistortion and max_size)
-    points: int                         # SfM points
-    matching: str                       # "sequential" or "exhaustive"
-    camera_model: str                   # COLMAP model SfM refined (e.g. SIMPLE_RADIAL)
+    total: int  # images given to SfM
+    registered: list[str]  # names that got a pose (in the output dataset)
+    failed: list[str]  # names that did not
+    mean_reprojection_error_px: float  # in the SfM images (before undistortion and max_size)
+    points: int  # SfM points
+    matching: str  # "sequential" or "exhaustive"
+    camera_model: str  # COLMAP model SfM refined (e.g. SIMPLE_RADIAL)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -55,12 +55,15 @@ class PrepareReport:
         return len(self.registered) / max(1, self.total)
 
     def summary(self) -> str:
-        return (f"registered {len(self.registered)}/{self.total} images, mean reprojection error "
-                f"{self.mean_reprojection_error_px:.2f} px, {self.points} points "
-                f"({self.matching} matching, {self.seconds.get('total', 0.0):.0f} s)")
+        return (
+            f"registered {len(self.registered)}/{self.total} images, mean reprojection error "
+            f"{self.mean_reprojection_error_px:.2f} px, {self.points} points "
+            f"({self.matching} matching, {self.seconds.get('total', 0.0):.0f} s)"
+        )
 
 
 # ----------------------------------------------------------------------------- frames
+
 
 def list_images(folder: Path) -> list[str]:
     if not folder.is_dir():
@@ -174,19 +177,21 @@ def extract_video_frames(video: Path, out_dir: Path, n: int, verbose: bool = Tru
 
 # ----------------------------------------------------------------------------- SfM
 
+
 def import_pycolmap():
     try:
         import pycolmap
     except ImportError:
-        raise PrivsplatError("privsplat prepare needs pycolmap (structure from motion, CPU): "
-                             "pip install 'pycolmap>=4.2'") from None
+        raise PrivsplatError(
+            "privsplat prepare needs pycolmap (structure from motion, CPU): pip install 'pycolmap>=4.2'"
+        ) from None
     return pycolmap
 
 
 def _chunks(items: list, n_chunks: int = 20, min_size: int = 1) -> list[list]:
     """About n_chunks pieces for a progress bar; min_size bounds the per-call overhead of pycolmap."""
     size = max(min_size, -(-len(items) // n_chunks))
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def sequential_pairs(names: list[str], overlap: int = 10, loop: bool = True) -> list[tuple[str, str]]:
@@ -203,11 +208,19 @@ def sequential_pairs(names: list[str], overlap: int = 10, loop: bool = True) -> 
 
 
 def exhaustive_pairs(names: list[str]) -> list[tuple[str, str]]:
-    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-def extract_features(db: Path, image_dir: Path, names: list[str], camera_model: str, single_camera: bool,
-                     sift_max_size: int, threads: int, verbose: bool) -> None:
+def extract_features(
+    db: Path,
+    image_dir: Path,
+    names: list[str],
+    camera_model: str,
+    single_camera: bool,
+    sift_max_size: int,
+    threads: int,
+    verbose: bool,
+) -> None:
     """SIFT into the database, in chunks so the bar moves; one shared camera if single_camera."""
     import pycolmap
     from tqdm import tqdm
@@ -220,8 +233,15 @@ def extract_features(db: Path, image_dir: Path, names: list[str], camera_model: 
     mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
     with tqdm(total=len(names), desc="SfM features", unit="image", disable=not verbose) as bar:
         for chunk in _chunks(names):
-            pycolmap.extract_features(db, image_dir, image_names=chunk, camera_mode=mode, reader_options=reader,
-                                      extraction_options=extraction, device=pycolmap.Device.cpu)
+            pycolmap.extract_features(
+                db,
+                image_dir,
+                image_names=chunk,
+                camera_mode=mode,
+                reader_options=reader,
+                extraction_options=extraction,
+                device=pycolmap.Device.cpu,
+            )
             if single_camera and reader.existing_camera_id < 0:  # later chunks reuse the first chunk's camera
                 cams = pycolmap.Database.open(db).read_all_cameras()
                 reader.existing_camera_id = cams[0].camera_id
@@ -246,13 +266,27 @@ def match_pairs(db: Path, work: Path, pairs: list[tuple[str, str]], threads: int
     with tqdm(total=len(pairs), desc="SfM matching", unit="pair", disable=not verbose) as bar:
         for chunk in _chunks(pairs, min_size=200):
             (work / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in chunk))
-            pycolmap.match_image_pairs(db, matching_options=matching, pairing_options=pairing,
-                                       verification_options=verification, device=pycolmap.Device.cpu)
+            pycolmap.match_image_pairs(
+                db,
+                matching_options=matching,
+                pairing_options=pairing,
+                verification_options=verification,
+                device=pycolmap.Device.cpu,
+            )
             bar.update(len(chunk))
 
 
-def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, camera_model: str,
-            single_camera: bool, sift_max_size: int, threads: int, verbose: bool) -> tuple[object, dict[str, float]]:
+def run_sfm(
+    image_dir: Path,
+    names: list[str],
+    work: Path,
+    sequential: bool,
+    camera_model: str,
+    single_camera: bool,
+    sift_max_size: int,
+    threads: int,
+    verbose: bool,
+) -> tuple[object, dict[str, float]]:
     """pycolmap features → matches → incremental mapping; (largest reconstruction or None, seconds per step).
 
     pycolmap runs in this thread only: it links its own SQLite, and a second SQLite library touching
@@ -283,9 +317,14 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, cam
     n = len(names)
     with tqdm(total=n, desc="SfM registering", unit="image", disable=not verbose) as bar:
         # the mapper may start over for a second model; the bar counts registrations, capped at n
-        models = pycolmap.incremental_mapping(db, image_dir, sparse, options,
-                                              initial_image_pair_callback=lambda: bar.update(min(2, n - bar.n)),
-                                              next_image_callback=lambda: bar.update(min(1, n - bar.n)))
+        models = pycolmap.incremental_mapping(
+            db,
+            image_dir,
+            sparse,
+            options,
+            initial_image_pair_callback=lambda: bar.update(min(2, n - bar.n)),
+            next_image_callback=lambda: bar.update(min(1, n - bar.n)),
+        )
     seconds["mapping"] = time.perf_counter() - t0
     if not models:
         return None, seconds
@@ -294,19 +333,25 @@ def run_sfm(image_dir: Path, names: list[str], work: Path, sequential: bool, cam
 
 def _refusal(report: PrepareReport, sequential: bool, min_registered: float) -> str:
     failed = ", ".join(report.failed[:12]) + (f" and {len(report.failed) - 12} more" if len(report.failed) > 12 else "")
-    tips = ["keep neighbouring views overlapping by ~2/3 (steps of 10-20 degrees around the subject)",
-            "include textured surroundings (not a blank wall) and avoid motion blur and moving people",
-            "remove or retake the failed images"]
+    tips = [
+        "keep neighbouring views overlapping by ~2/3 (steps of 10-20 degrees around the subject)",
+        "include textured surroundings (not a blank wall) and avoid motion blur and moving people",
+        "remove or retake the failed images",
+    ]
     if sequential:
         tips.insert(0, "use more frames (--frames) or a slower orbit")
     else:
         tips.append("for many photos taken in order around the subject, --matching sequential is faster")
-    return (f"structure from motion registered only {len(report.registered)} of {report.total} images "
-            f"(need {min_registered:.0%}); not registered: {failed or 'all'}. Try: " + "; ".join(tips)
-            + ". Or lower --min-registered to keep the registered part.")
+    return (
+        f"structure from motion registered only {len(report.registered)} of {report.total} images "
+        f"(need {min_registered:.0%}); not registered: {failed or 'all'}. Try: "
+        + "; ".join(tips)
+        + ". Or lower --min-registered to keep the registered part."
+    )
 
 
 # ----------------------------------------------------------------------------- output
+
 
 def reconstruction_frames(rec, image_dir: Path) -> list[Frame]:
     """Frames (stored camera with its distortion, OpenCV w2c) of the registered images."""
@@ -319,22 +364,37 @@ def reconstruction_frames(rec, image_dir: Path) -> list[Frame]:
     for name, path, im in zip(unique_names(paths, image_dir), paths, images):
         cam = im.camera
         where = f"SfM camera of {im.name}"
-        K, lens = camera_lens(ColmapCamera(cam.model_name, int(cam.width), int(cam.height),
-                                           np.asarray(cam.params, dtype=np.float64)), where)
+        K, lens = camera_lens(
+            ColmapCamera(cam.model_name, int(cam.width), int(cam.height), np.asarray(cam.params, dtype=np.float64)),
+            where,
+        )
         check_intrinsics(K, int(cam.width), int(cam.height), where)
         w2c = np.eye(4)
         w2c[:3, :4] = im.cam_from_world().matrix()
-        frames.append(Frame(name=name, kind="rgb", image_path=path, K=K, w2c=w2c, width=int(cam.width),
-                            height=int(cam.height), source=lens, extra={"w2c_input": w2c}))
+        frames.append(
+            Frame(
+                name=name,
+                kind="rgb",
+                image_path=path,
+                K=K,
+                w2c=w2c,
+                width=int(cam.width),
+                height=int(cam.height),
+                source=lens,
+                extra={"w2c_input": w2c},
+            )
+        )
     return frames
 
 
 def write_points_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
     from ..io import atomic_path
 
-    header = ("ply\nformat binary_little_endian 1.0\n"
-              f"element vertex {len(xyz)}\nproperty float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(xyz)}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
     rows = np.zeros(len(xyz), dtype=[("p", "<f4", 3), ("c", "u1", 3)])
     rows["p"], rows["c"] = xyz, rgb
     with atomic_path(path) as tmp:
@@ -370,15 +430,28 @@ def write_dataset(rec, image_dir: Path, out: Path, max_size: int | None, verbose
     xyz = np.array([p.xyz for p in pts], dtype=np.float64).reshape(-1, 3)
     rgb = np.array([p.color for p in pts], dtype=np.uint8).reshape(-1, 3)
     write_points_ply(out / "sparse_pc.ply", xyz, rgb)
-    pio.write_json(out / "transforms.json", {"camera_model": "PINHOLE", "ply_file_path": "sparse_pc.ply",
-                                             "frames": entries})
+    pio.write_json(
+        out / "transforms.json", {"camera_model": "PINHOLE", "ply_file_path": "sparse_pc.ply", "frames": entries}
+    )
     return frames
 
 
-def prepare(out: str | Path, images: str | Path | None = None, video: str | Path | None = None, *,
-            max_size: int | None = None, frames: int = 100, matching: str = "auto", cameras: str = "auto",
-            camera_model: str = "SIMPLE_RADIAL", min_registered: float = 0.6, sift_max_size: int = 1600,
-            threads: int = -1, overwrite: bool = False, verbose: bool = True) -> PrepareReport:
+def prepare(
+    out: str | Path,
+    images: str | Path | None = None,
+    video: str | Path | None = None,
+    *,
+    max_size: int | None = None,
+    frames: int = 100,
+    matching: str = "auto",
+    cameras: str = "auto",
+    camera_model: str = "SIMPLE_RADIAL",
+    min_registered: float = 0.6,
+    sift_max_size: int = 1600,
+    threads: int = -1,
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> PrepareReport:
     """Photos (`images` folder) or a `video` → pinhole dataset in `out` (see the module docstring)."""
     from .. import io as pio
 
@@ -414,17 +487,34 @@ def prepare(out: str | Path, images: str | Path | None = None, video: str | Path
         sequential = matching == "sequential" or (matching == "auto" and video is not None)
         # one shared camera (far better conditioned than one per image) unless the photos differ in size;
         # per_image for photos from several cameras or zoom settings
-        single = video is not None or (cameras == "auto" and len(image_sizes(image_dir, names)) == 1) \
-            or cameras == "single"
-        rec, seconds = run_sfm(image_dir, names, work, sequential, camera_model, single_camera=single,
-                               sift_max_size=sift_max_size, threads=threads, verbose=verbose)
+        single = (
+            video is not None or (cameras == "auto" and len(image_sizes(image_dir, names)) == 1) or cameras == "single"
+        )
+        rec, seconds = run_sfm(
+            image_dir,
+            names,
+            work,
+            sequential,
+            camera_model,
+            single_camera=single,
+            sift_max_size=sift_max_size,
+            threads=threads,
+            verbose=verbose,
+        )
         seconds = {"frames": t_frames, **seconds}
         registered = sorted(rec.image(i).name for i in rec.reg_image_ids()) if rec is not None else []
         report = PrepareReport(
-            total=len(names), registered=registered, failed=sorted(set(names) - set(registered)),
-            mean_reprojection_error_px=float(rec.compute_mean_reprojection_error()) if rec is not None else float("nan"),
-            points=rec.num_points3D() if rec is not None else 0, matching="sequential" if sequential else "exhaustive",
-            camera_model=camera_model, seconds=seconds)
+            total=len(names),
+            registered=registered,
+            failed=sorted(set(names) - set(registered)),
+            mean_reprojection_error_px=float(rec.compute_mean_reprojection_error())
+            if rec is not None
+            else float("nan"),
+            points=rec.num_points3D() if rec is not None else 0,
+            matching="sequential" if sequential else "exhaustive",
+            camera_model=camera_model,
+            seconds=seconds,
+        )
         if len(registered) < 3 or report.registered_share < min_registered:
             raise PrivsplatError(_refusal(report, sequential, min_registered))
         t0 = time.perf_counter()
@@ -433,8 +523,10 @@ def prepare(out: str | Path, images: str | Path | None = None, video: str | Path
         write_dataset(rec, image_dir, tmp, max_size, verbose)
         report.seconds["undistort"] = time.perf_counter() - t0
         report.seconds["total"] = time.perf_counter() - t_start
-        pio.write_json(tmp / "prepare.json", {**asdict(report), "registered_share": report.registered_share,
-                                              "source": str(src), "max_size": max_size})
+        pio.write_json(
+            tmp / "prepare.json",
+            {**asdict(report), "registered_share": report.registered_share, "source": str(src), "max_size": max_size},
+        )
     if verbose:
         print(f"{report.summary()}; dataset written to {out}")
         if report.failed:

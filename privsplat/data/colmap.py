@@ -20,9 +20,19 @@ from ..errors import PrivsplatError
 from .dataset import SourceCamera
 
 # model id -> (name, number of parameters), from COLMAP's camera_models.h
-MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-          4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
-          8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
+MODELS = {
+    0: ("SIMPLE_PINHOLE", 3),
+    1: ("PINHOLE", 4),
+    2: ("SIMPLE_RADIAL", 4),
+    3: ("RADIAL", 5),
+    4: ("OPENCV", 8),
+    5: ("OPENCV_FISHEYE", 8),
+    6: ("FULL_OPENCV", 12),
+    7: ("FOV", 5),
+    8: ("SIMPLE_RADIAL_FISHEYE", 4),
+    9: ("RADIAL_FISHEYE", 5),
+    10: ("THIN_PRISM_FISHEYE", 12),
+}
 MODEL_IDS = {name: (i, n) for i, (name, n) in MODELS.items()}
 
 
@@ -56,8 +66,9 @@ def read_model(model_dir: Path) -> tuple[dict[int, ColmapCamera], dict[int, Colm
         if (model_dir / "cameras.txt").is_file() and (model_dir / "images.txt").is_file():
             return _read_cameras_txt(model_dir / "cameras.txt"), _read_images_txt(model_dir / "images.txt")
     except (struct.error, ValueError, IndexError, UnicodeDecodeError) as e:
-        raise PrivsplatError(f"COLMAP model in {model_dir} is corrupt ({e}); re-export it with "
-                             "`colmap model_converter`") from None
+        raise PrivsplatError(
+            f"COLMAP model in {model_dir} is corrupt ({e}); re-export it with `colmap model_converter`"
+        ) from None
     raise PrivsplatError(f"COLMAP model in {model_dir} needs both cameras and images (.bin or .txt)")
 
 
@@ -76,9 +87,11 @@ def camera_lens(cam: ColmapCamera, where: str) -> tuple[np.ndarray, SourceCamera
         fx, fy, cx, cy = p[:4]
         coeffs = tuple(p[4:])  # COLMAP stores these in OpenCV's order already
     else:
-        raise PrivsplatError(f"{where}: COLMAP camera model {m} is not supported (privsplat undistorts "
-                             "SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE); run "
-                             "`colmap image_undistorter` and load its output")
+        raise PrivsplatError(
+            f"{where}: COLMAP camera model {m} is not supported (privsplat undistorts "
+            "SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE); run "
+            "`colmap image_undistorter` and load its output"
+        )
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     if not any(coeffs):
         return K, None
@@ -92,9 +105,13 @@ def qvec_to_rotation(q: np.ndarray) -> np.ndarray:
     if not np.isfinite(n) or n < 1e-12:
         raise PrivsplatError(f"COLMAP image has an invalid rotation quaternion {q.tolist()}")
     w, x, y, z = q / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def rotation_to_qvec(R: np.ndarray) -> np.ndarray:
@@ -155,8 +172,7 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
         if tok[1] not in MODEL_IDS:
             raise PrivsplatError(f"unknown COLMAP camera model {tok[1]!r} in {path}")
         k = MODEL_IDS[tok[1]][1]
-        cams[int(tok[0])] = ColmapCamera(tok[1], int(tok[2]), int(tok[3]),
-                                         np.array([float(t) for t in tok[4:4 + k]]))
+        cams[int(tok[0])] = ColmapCamera(tok[1], int(tok[2]), int(tok[3]), np.array([float(t) for t in tok[4 : 4 + k]]))
         if len(tok) != 4 + k:
             raise ValueError(f"camera line has {len(tok) - 4} parameters, {tok[1]} needs {k}")
     return cams
@@ -174,8 +190,7 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
         if len(tok) < 10:
             raise ValueError(f"image line {lines[i]!r} has fewer than 10 fields")
         vals = [float(t) for t in tok[1:8]]
-        images[int(tok[0])] = ColmapImage(np.array(vals[:4]), np.array(vals[4:]), int(tok[8]),
-                                          " ".join(tok[9:]))
+        images[int(tok[0])] = ColmapImage(np.array(vals[:4]), np.array(vals[4:]), int(tok[8]), " ".join(tok[9:]))
         # The next line holds the 2D points (possibly empty): (x, y, id) triples. Writers that leave
         # it out would otherwise make us skip every second image silently.
         i += 2 if i + 1 < len(lines) and _is_points_line(lines[i + 1]) else 1

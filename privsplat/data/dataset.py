@@ -27,32 +27,37 @@ class SourceCamera:
     (lens distortion, or a larger size that `max_size` shrinks). Images are read through it:
     privsplat.data.undistort maps them to the frame's K, width and height on every read."""
 
-    model: str                  # "PINHOLE", "OPENCV" (k1 k2 p1 p2 [k3 [k4 k5 k6]]) or "OPENCV_FISHEYE" (k1..k4)
-    K: np.ndarray               # [3,3] intrinsics of the stored image, pixel centres at integer + 0.5
-    coeffs: tuple[float, ...]   # distortion coefficients in OpenCV's order for `model`
+    model: str  # "PINHOLE", "OPENCV" (k1 k2 p1 p2 [k3 [k4 k5 k6]]) or "OPENCV_FISHEYE" (k1..k4)
+    K: np.ndarray  # [3,3] intrinsics of the stored image, pixel centres at integer + 0.5
+    coeffs: tuple[float, ...]  # distortion coefficients in OpenCV's order for `model`
     width: int
     height: int
 
     def key(self) -> tuple:
         """Hashable identity (frames that share a lens share the undistortion maps)."""
-        return (self.model, tuple(np.round(np.asarray(self.K, dtype=np.float64).ravel(), 9)),
-                tuple(float(c) for c in self.coeffs), int(self.width), int(self.height))
+        return (
+            self.model,
+            tuple(np.round(np.asarray(self.K, dtype=np.float64).ravel(), 9)),
+            tuple(float(c) for c in self.coeffs),
+            int(self.width),
+            int(self.height),
+        )
 
 
 @dataclass
 class Frame:
-    name: str                   # stem of file_path; what --sensitive LIST names
+    name: str  # stem of file_path; what --sensitive LIST names
     kind: FrameKind
-    image_path: Path            # RGB image (kind "rgb") or protected magnitude PNG (kind "protected")
-    K: np.ndarray               # [3,3] float64 intrinsics at (width, height)
-    w2c: np.ndarray             # [4,4] float64 world-to-camera, OpenCV axes, normalised world
+    image_path: Path  # RGB image (kind "rgb") or protected magnitude PNG (kind "protected")
+    K: np.ndarray  # [3,3] float64 intrinsics at (width, height)
+    w2c: np.ndarray  # [4,4] float64 world-to-camera, OpenCV axes, normalised world
     width: int
     height: int
-    mask_path: Path | None = None         # object mask (foreground = 1), optional
+    mask_path: Path | None = None  # object mask (foreground = 1), optional
     region_mask_path: Path | None = None  # protected frames only: region that was protected;
-                                          # None = the whole view is protected
+    # None = the whole view is protected
     rgb_outside_path: Path | None = None  # protected frames with a region: RGB with the region removed
-    source: SourceCamera | None = None    # stored image's camera when it is not (K, width, height)
+    source: SourceCamera | None = None  # stored image's camera when it is not (K, width, height)
     extra: dict[str, Any] = field(default_factory=dict)
     # extra keys set by the loader: "w2c_input" ([4,4] w2c in the input's units and frame),
     # "magnitude_scale" (protected frames: magnitude = png16 / 65535 * scale)
@@ -62,11 +67,11 @@ class Frame:
 class Dataset:
     root: Path
     frames: list[Frame]
-    center: np.ndarray          # [3] input-units centre subtracted at load
-    scale: float                # multiplier applied after centring
+    center: np.ndarray  # [3] input-units centre subtracted at load
+    scale: float  # multiplier applied after centring
     protection: dict[str, Any] | None = None  # manifest's operator parameters, None = plain RGB folder
-    normalisation: str = ""     # which rule chose center/scale (see privsplat/data/normalise.py)
-    format: str = ""            # input format: "nerfstudio", "colmap" or "idr"
+    normalisation: str = ""  # which rule chose center/scale (see privsplat/data/normalise.py)
+    format: str = ""  # input format: "nerfstudio", "colmap" or "idr"
 
     def to_input_units(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points) / self.scale + self.center

@@ -32,8 +32,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 @dataclass
 class Parsed:
-    frames: list[Frame]                    # w2c in input units
-    normalisation: dict[str, Any] | None   # stored by `protect`: {"center": [3], "scale": s}
+    frames: list[Frame]  # w2c in input units
+    normalisation: dict[str, Any] | None  # stored by `protect`: {"center": [3], "scale": s}
     format: str
 
 
@@ -46,9 +46,11 @@ def detect_format(root: Path) -> str:
         return "idr"
     if find_model_dir(root) is not None:
         return "colmap"
-    raise PrivsplatError(f"{root} holds no dataset privsplat can read: expected transforms.json "
-                         "(nerfstudio/instant-ngp), a COLMAP model (sparse/0/cameras.bin|txt) or "
-                         "cameras.npz with image/ and mask/ (IDR/NeuS)")
+    raise PrivsplatError(
+        f"{root} holds no dataset privsplat can read: expected transforms.json "
+        "(nerfstudio/instant-ngp), a COLMAP model (sparse/0/cameras.bin|txt) or "
+        "cameras.npz with image/ and mask/ (IDR/NeuS)"
+    )
 
 
 def parse(root: Path, max_size: int | None = None) -> Parsed:
@@ -62,33 +64,41 @@ def parse(root: Path, max_size: int | None = None) -> Parsed:
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def check_pose(w2c: np.ndarray, where: str) -> np.ndarray:
     w2c = np.asarray(w2c, dtype=np.float64)
     if w2c.shape != (4, 4) or not np.all(np.isfinite(w2c)):
         raise PrivsplatError(f"{where}: camera pose must be a finite 4x4 matrix")
     R = w2c[:3, :3]
     if abs(np.linalg.det(R) - 1.0) > 1e-3 or np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
-        raise PrivsplatError(f"{where}: camera rotation is not orthonormal (singular, scaled or mirrored "
-                             "pose); fix the dataset's camera matrices")
+        raise PrivsplatError(
+            f"{where}: camera rotation is not orthonormal (singular, scaled or mirrored "
+            "pose); fix the dataset's camera matrices"
+        )
     return w2c
 
 
 def check_intrinsics(K: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
     K = np.asarray(K, dtype=np.float64)
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise PrivsplatError(f"{where}: intrinsics must be finite with positive focal lengths, got "
-                             f"fx={K[0, 0]!r}, fy={K[1, 1]!r}")
+        raise PrivsplatError(
+            f"{where}: intrinsics must be finite with positive focal lengths, got fx={K[0, 0]!r}, fy={K[1, 1]!r}"
+        )
     if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
         raise PrivsplatError(f"{where}: image size must be positive integers, got {width!r}x{height!r}")
     side = max(width, height)
     # a field of view under ~0.06 degrees, or a principal point far outside the image, is a unit or
     # field mix-up (e.g. fl_x in micrometres), not a camera
     if K[0, 0] > 1000 * side or K[1, 1] > 1000 * side:
-        raise PrivsplatError(f"{where}: focal length fx={K[0, 0]:.4g}, fy={K[1, 1]:.4g} px is implausible for a "
-                             f"{width}x{height} image (a field of view under 0.06 degrees); focal lengths are in pixels")
+        raise PrivsplatError(
+            f"{where}: focal length fx={K[0, 0]:.4g}, fy={K[1, 1]:.4g} px is implausible for a "
+            f"{width}x{height} image (a field of view under 0.06 degrees); focal lengths are in pixels"
+        )
     if not (-10 * width <= K[0, 2] <= 11 * width and -10 * height <= K[1, 2] <= 11 * height):
-        raise PrivsplatError(f"{where}: principal point ({K[0, 2]:.4g}, {K[1, 2]:.4g}) is far outside the "
-                             f"{width}x{height} image; cx, cy are in pixels")
+        raise PrivsplatError(
+            f"{where}: principal point ({K[0, 2]:.4g}, {K[1, 2]:.4g}) is far outside the "
+            f"{width}x{height} image; cx, cy are in pixels"
+        )
     return K
 
 
@@ -118,9 +128,11 @@ def inside(root: Path, path: Path, where: str) -> Path:
     """
     real_root, real = root.resolve(), path.resolve()
     if real != real_root and real_root not in real.parents:
-        raise PrivsplatError(f"{where}: {path} lies outside the dataset folder {root} (an absolute path, "
-                             "'..' or a symbolic link out of it); privsplat reads only files inside the "
-                             "dataset: copy the file into the folder and give a path relative to it")
+        raise PrivsplatError(
+            f"{where}: {path} lies outside the dataset folder {root} (an absolute path, "
+            "'..' or a symbolic link out of it); privsplat reads only files inside the "
+            "dataset: copy the file into the folder and give a path relative to it"
+        )
     return path
 
 
@@ -132,8 +144,9 @@ def resolve_image(root: Path, rel: str, where: str) -> Path:
         q = p.with_name(p.name + s)
         if q.is_file():
             return inside(root, q, where)
-    raise PrivsplatError(f"{where}: image {p} does not exist (tried with and without "
-                         ".png/.jpg); fix file_path or restore the image")
+    raise PrivsplatError(
+        f"{where}: image {p} does not exist (tried with and without .png/.jpg); fix file_path or restore the image"
+    )
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -144,6 +157,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- nerfstudio
+
 
 def _num(d: dict, key: str, where: str):
     v = d.get(key)
@@ -230,18 +244,34 @@ def parse_nerfstudio(root: Path) -> Parsed:
         if kind not in ("rgb", "protected"):
             raise PrivsplatError(f"frame {name!r}: privsplat_kind must be 'rgb' or 'protected', got {kind!r}")
         if kind == "protected" and lens is not None:
-            raise PrivsplatError(f"frame {name!r}: a protected frame cannot have lens distortion (protect "
-                                 "writes undistorted views); re-run privsplat protect")
-        frame = Frame(name=name, kind=kind, image_path=img, K=K, w2c=w2c, width=w, height=h, mask_path=mask,
-                      source=lens, extra={"w2c_input": w2c})
+            raise PrivsplatError(
+                f"frame {name!r}: a protected frame cannot have lens distortion (protect "
+                "writes undistorted views); re-run privsplat protect"
+            )
+        frame = Frame(
+            name=name,
+            kind=kind,
+            image_path=img,
+            K=K,
+            w2c=w2c,
+            width=w,
+            height=h,
+            mask_path=mask,
+            source=lens,
+            extra={"w2c_input": w2c},
+        )
         if kind == "protected":
             scale = _num(fr, "privsplat_magnitude_scale", f"frame {name!r}")
             if scale is None or scale <= 0:
-                raise PrivsplatError(f"frame {name!r}: a protected frame needs a positive "
-                                     "privsplat_magnitude_scale; re-run privsplat protect")
+                raise PrivsplatError(
+                    f"frame {name!r}: a protected frame needs a positive "
+                    "privsplat_magnitude_scale; re-run privsplat protect"
+                )
             frame.extra["magnitude_scale"] = scale
-            for key, attr in (("privsplat_region_path", "region_mask_path"),
-                              ("privsplat_rgb_outside_path", "rgb_outside_path")):
+            for key, attr in (
+                ("privsplat_region_path", "region_mask_path"),
+                ("privsplat_rgb_outside_path", "rgb_outside_path"),
+            ):
                 if fr.get(key) is not None:
                     if not isinstance(fr[key], str):
                         raise PrivsplatError(f"frame {name!r}: {key} must be a string")
@@ -253,8 +283,23 @@ def parse_nerfstudio(root: Path) -> Parsed:
     return Parsed(frames, norm, "nerfstudio")
 
 
-CAMERA_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y", "camera_model",
-               "k1", "k2", "k3", "k4", "p1", "p2")
+CAMERA_KEYS = (
+    "fl_x",
+    "fl_y",
+    "cx",
+    "cy",
+    "w",
+    "h",
+    "camera_angle_x",
+    "camera_angle_y",
+    "camera_model",
+    "k1",
+    "k2",
+    "k3",
+    "k4",
+    "p1",
+    "p2",
+)
 PINHOLE_NAMES = ("PINHOLE", "SIMPLE_PINHOLE")
 
 
@@ -269,22 +314,28 @@ def nerfstudio_lens(cam: dict, K: np.ndarray, w: int, h: int, where: str) -> Sou
     c = {k: _num(cam, k, where) or 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
     if model in PINHOLE_NAMES or not any(c.values()):
         if any(c.values()):
-            raise PrivsplatError(f"{where}: camera_model {model} has no lens distortion but k1..p2 are set; "
-                                 "set camera_model to OPENCV or OPENCV_FISHEYE")
+            raise PrivsplatError(
+                f"{where}: camera_model {model} has no lens distortion but k1..p2 are set; "
+                "set camera_model to OPENCV or OPENCV_FISHEYE"
+            )
         return None
     if model == "OPENCV":
         if c["k4"]:
-            raise PrivsplatError(f"{where}: k4 is not part of the OPENCV model (k1 k2 p1 p2 k3); use "
-                                 "camera_model OPENCV_FISHEYE if it is a fisheye lens")
+            raise PrivsplatError(
+                f"{where}: k4 is not part of the OPENCV model (k1 k2 p1 p2 k3); use "
+                "camera_model OPENCV_FISHEYE if it is a fisheye lens"
+            )
         coeffs = (c["k1"], c["k2"], c["p1"], c["p2"], c["k3"])
     elif model == "OPENCV_FISHEYE":
         if c["p1"] or c["p2"]:
             raise PrivsplatError(f"{where}: OPENCV_FISHEYE has no tangential terms (p1, p2); set them to 0")
         coeffs = (c["k1"], c["k2"], c["k3"], c["k4"])
     else:
-        raise PrivsplatError(f"{where}: camera_model {model!r} is not supported; privsplat reads PINHOLE, "
-                             "OPENCV and OPENCV_FISHEYE cameras. Undistort the images first "
-                             "(e.g. ns-process-data or colmap image_undistorter)")
+        raise PrivsplatError(
+            f"{where}: camera_model {model!r} is not supported; privsplat reads PINHOLE, "
+            "OPENCV and OPENCV_FISHEYE cameras. Undistort the images first "
+            "(e.g. ns-process-data or colmap image_undistorter)"
+        )
     return check_source(SourceCamera(model, K, coeffs, w, h), where)
 
 
@@ -303,16 +354,23 @@ def frame_to_nerfstudio(frame: Frame, root: Path, w2c_input: np.ndarray) -> dict
     """The transforms.json entry for a frame, paths relative to root (used by synth and protect)."""
     c2w_gl = np.linalg.inv(w2c_input) @ GL_TO_CV
     K = frame.K
-    entry = {"file_path": frame.image_path.relative_to(root).as_posix(),
-             "transform_matrix": c2w_gl.tolist(),
-             "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
-             "w": int(frame.width), "h": int(frame.height)}
+    entry = {
+        "file_path": frame.image_path.relative_to(root).as_posix(),
+        "transform_matrix": c2w_gl.tolist(),
+        "fl_x": float(K[0, 0]),
+        "fl_y": float(K[1, 1]),
+        "cx": float(K[0, 2]),
+        "cy": float(K[1, 2]),
+        "w": int(frame.width),
+        "h": int(frame.height),
+    }
     if frame.mask_path is not None:
         entry["mask_path"] = frame.mask_path.relative_to(root).as_posix()
     return entry
 
 
 # ----------------------------------------------------------------------------- COLMAP
+
 
 def parse_colmap(root: Path) -> Parsed:
     from .colmap import camera_lens, find_model_dir, qvec_to_rotation, read_model
@@ -344,18 +402,37 @@ def parse_colmap(root: Path) -> Parsed:
         inside(root, img, where)
         mask = None
         if mask_dir is not None:
-            mask = next((inside(root, m, where + " mask") for m in (mask_dir / (im.name + ".png"),
-                                                                    mask_dir / Path(im.name).with_suffix(".png"))
-                         if m.is_file()), None)
+            mask = next(
+                (
+                    inside(root, m, where + " mask")
+                    for m in (mask_dir / (im.name + ".png"), mask_dir / Path(im.name).with_suffix(".png"))
+                    if m.is_file()
+                ),
+                None,
+            )
         paths.append(img)
         rows.append((K, w2c, cam.width, cam.height, mask, lens))
     names = unique_names(paths, image_dir)
-    frames = [Frame(name=n, kind="rgb", image_path=p, K=K, w2c=w2c, width=w, height=h, mask_path=m, source=lens,
-                    extra={"w2c_input": w2c}) for n, p, (K, w2c, w, h, m, lens) in zip(names, paths, rows)]
+    frames = [
+        Frame(
+            name=n,
+            kind="rgb",
+            image_path=p,
+            K=K,
+            w2c=w2c,
+            width=w,
+            height=h,
+            mask_path=m,
+            source=lens,
+            extra={"w2c_input": w2c},
+        )
+        for n, p, (K, w2c, w, h, m, lens) in zip(names, paths, rows)
+    ]
     return Parsed(frames, None, "colmap")
 
 
 # ----------------------------------------------------------------------------- IDR / NeuS
+
 
 def decompose_projection(P: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """K (K[2,2] = 1, positive focals) and OpenCV w2c from a 3x4 projection matrix."""
@@ -402,15 +479,18 @@ def parse_idr(root: Path) -> Parsed:
     if not images:
         raise PrivsplatError(f"{root}: no images in image/ (IDR/NeuS layout: image/*.png, mask/*.png)")
     if masks and len(masks) != len(images):
-        raise PrivsplatError(f"{root}: {len(images)} images but {len(masks)} masks; they pair up in sorted "
-                             "order, so the counts must match")
+        raise PrivsplatError(
+            f"{root}: {len(images)} images but {len(masks)} masks; they pair up in sorted "
+            "order, so the counts must match"
+        )
     frames = []
     names = unique_names(images, root)
     for i, (name, img) in enumerate(zip(names, images)):
         where = f"{npz.name} camera {i}"
         if f"world_mat_{i}" not in cams:
-            raise PrivsplatError(f"{where}: world_mat_{i} is missing ({len(images)} images need "
-                                 f"world_mat_0..{len(images) - 1})")
+            raise PrivsplatError(
+                f"{where}: world_mat_{i} is missing ({len(images)} images need world_mat_0..{len(images) - 1})"
+            )
         try:
             P = np.asarray(cams[f"world_mat_{i}"], dtype=np.float64)
         except (TypeError, ValueError):
@@ -423,6 +503,17 @@ def parse_idr(root: Path) -> Parsed:
         w, h = image_size(img)
         check_intrinsics(K, w, h, where)
         check_pose(w2c, where)
-        frames.append(Frame(name=name, kind="rgb", image_path=img, K=K, w2c=w2c, width=w, height=h,
-                            mask_path=masks[i] if masks else None, extra={"w2c_input": w2c}))
+        frames.append(
+            Frame(
+                name=name,
+                kind="rgb",
+                image_path=img,
+                K=K,
+                w2c=w2c,
+                width=w,
+                height=h,
+                mask_path=masks[i] if masks else None,
+                extra={"w2c_input": w2c},
+            )
+        )
     return Parsed(frames, None, "idr")

@@ -24,8 +24,7 @@ def read_image(path: Path) -> np.ndarray:
         raise PrivsplatError(f"image {path} does not exist; check the dataset's file paths")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise PrivsplatError(f"cannot decode image {path} (corrupt or unsupported format); "
-                             "re-export it as PNG or JPEG")
+        raise PrivsplatError(f"cannot decode image {path} (corrupt or unsupported format); re-export it as PNG or JPEG")
     if img.dtype not in (np.uint8, np.uint16):
         raise PrivsplatError(f"image {path} has sample type {img.dtype}; use 8- or 16-bit PNG/JPEG")
     if img.ndim == 3:
@@ -65,16 +64,20 @@ def read_in_frame(path: Path, frame: Frame, what: str) -> np.ndarray:
     img = read_image(path)
     w, h = (frame.source.width, frame.source.height) if frame.source is not None else (frame.width, frame.height)
     if img.shape[:2] != (h, w):
-        raise PrivsplatError(f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
-                             f"has a {w}x{h} camera; fix the image or the camera intrinsics (w, h)")
+        raise PrivsplatError(
+            f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
+            f"has a {w}x{h} camera; fix the image or the camera intrinsics (w, h)"
+        )
     return to_pinhole(img, frame)
 
 
 def load_rgb(frame: Frame) -> np.ndarray:
     """float32 [H,W,3] in 0..1 (8-bit values / 255, no gamma); alpha, if any, is the mask."""
     if frame.kind != "rgb":
-        raise PrivsplatError(f"frame {frame.name!r} is protected: its RGB is not available by design; "
-                             "use load_protected (and load_rgb_outside for region-protected frames)")
+        raise PrivsplatError(
+            f"frame {frame.name!r} is protected: its RGB is not available by design; "
+            "use load_protected (and load_rgb_outside for region-protected frames)"
+        )
     img = read_in_frame(frame.image_path, frame, "image")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
@@ -101,16 +104,19 @@ def load_protected(frame: Frame) -> tuple[np.ndarray, np.ndarray | None]:
         raise PrivsplatError(f"frame {frame.name!r} is not protected; use load_rgb")
     img = read_image(frame.image_path)
     if img.dtype != np.uint16 or img.ndim != 2:
-        raise PrivsplatError(f"protected image {frame.image_path} is not a 16-bit single-channel PNG; "
-                             "re-run privsplat protect")
+        raise PrivsplatError(
+            f"protected image {frame.image_path} is not a 16-bit single-channel PNG; re-run privsplat protect"
+        )
     scale = float(frame.extra.get("magnitude_scale", 1.0))
     magnitude = img.astype(np.float32) * np.float32(scale / 65535.0)
     region = None
     if frame.region_mask_path is not None:
         r = read_image(frame.region_mask_path)
         if r.ndim != 2 or r.shape != img.shape:
-            raise PrivsplatError(f"region mask {frame.region_mask_path} must be single-channel "
-                                 f"{img.shape[1]}x{img.shape[0]}; re-run privsplat protect")
+            raise PrivsplatError(
+                f"region mask {frame.region_mask_path} must be single-channel "
+                f"{img.shape[1]}x{img.shape[0]}; re-run privsplat protect"
+            )
         region = to_unit_float(r)
     return magnitude, region
 
@@ -118,8 +124,9 @@ def load_protected(frame: Frame) -> tuple[np.ndarray, np.ndarray | None]:
 def load_rgb_outside(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """For a region-protected frame: (rgb float32 [H,W,3], valid float32 [H,W]); valid=0 in the region."""
     if frame.rgb_outside_path is None:
-        raise PrivsplatError(f"frame {frame.name!r} has no RGB outside a protected region "
-                             "(it is fully protected or not protected)")
+        raise PrivsplatError(
+            f"frame {frame.name!r} has no RGB outside a protected region (it is fully protected or not protected)"
+        )
     img = read_in_frame(frame.rgb_outside_path, frame, "outside-region image")
     if img.ndim != 3 or img.shape[2] != 4:
         raise PrivsplatError(f"{frame.rgb_outside_path} must be RGBA (alpha = valid); re-run privsplat protect")

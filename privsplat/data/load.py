@@ -37,17 +37,32 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
     if (root / MANIFEST_NAME).exists():
         protection = verify_manifest(root, frames)
     elif any(f.kind == "protected" for f in frames):
-        raise PrivsplatError(f"{root} has frames marked protected but no {MANIFEST_NAME}; the folder was "
-                             "altered after protection: run privsplat protect again on the original data")
+        raise PrivsplatError(
+            f"{root} has frames marked protected but no {MANIFEST_NAME}; the folder was "
+            "altered after protection: run privsplat protect again on the original data"
+        )
     elif warn_unprotected:
-        log.warning("%s has no protection manifest: loading every view as plain RGB (an ordinary "
-                    "reconstruction; run privsplat protect first to keep face views private)", root)
+        log.warning(
+            "%s has no protection manifest: loading every view as plain RGB (an ordinary "
+            "reconstruction; run privsplat protect first to keep face views private)",
+            root,
+        )
     if parsed.normalisation is not None:
-        center, scale, rule = (parsed.normalisation["center"], parsed.normalisation["scale"],
-                               parsed.normalisation["rule"])
+        center, scale, rule = (
+            parsed.normalisation["center"],
+            parsed.normalisation["scale"],
+            parsed.normalisation["rule"],
+        )
     else:
         center, scale, rule = scene_normalisation(frames, [load_mask(f) for f in frames])
     for f in frames:
         f.w2c = normalise_w2c(f.extra["w2c_input"], center, scale)
-    return Dataset(root=root, frames=frames, center=np.asarray(center, dtype=np.float64), scale=float(scale),
-                   protection=protection, normalisation=rule, format=parsed.format)
+    return Dataset(
+        root=root,
+        frames=frames,
+        center=np.asarray(center, dtype=np.float64),
+        scale=float(scale),
+        protection=protection,
+        normalisation=rule,
+        format=parsed.format,
+    )

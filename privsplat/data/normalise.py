@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import PrivsplatError
 from ..cameras import closest_point_to_axes
+from ..errors import PrivsplatError
 from .dataset import Frame
 
 CAMERA_RADIUS = 3.0
@@ -54,8 +54,10 @@ def scene_normalisation(frames: list[Frame], masks: list[np.ndarray | None]) -> 
     # Cameras closer together than a millionth of the scene's extent carry no parallax: the look-at
     # point and scale computed from them are noise (seen: a scale of 2e9).
     if not np.all(np.isfinite(center)) or np.median(dists) <= 1e-12 or spread < 1e-6 * extent:
-        raise PrivsplatError("cannot place the scene: the cameras coincide (their positions differ by less "
-                             "than a millionth of the scene's size); check the camera poses")
+        raise PrivsplatError(
+            "cannot place the scene: the cameras coincide (their positions differ by less "
+            "than a millionth of the scene's size); check the camera poses"
+        )
     if masks and all(m is not None for m in masks):
         radii = [r for f, m in zip(frames, masks) if (r := silhouette_radius(f, m, center)) is not None]
         if radii and np.median(radii) > 1e-12:

@@ -44,27 +44,27 @@ Kernel = Literal["sobel", "scharr", "central"]
 KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
 
 MANIFEST_NAME = "privsplat_manifest.json"
-MANIFEST_VERSION = 2   # 2: adds "digest" (σ parameters + frames + files)
+MANIFEST_VERSION = 2  # 2: adds "digest" (σ parameters + frames + files)
 MAX_BLUR_SIGMA = 64.0  # input pixels
 
 
 @dataclass(frozen=True)
 class SigmaParams:
     kernel: Kernel = "sobel"
-    blur_sigma: float = 0.0   # Gaussian pre-blur, in input pixels; 0 = none
-    resolution: int = 64      # long side after the area downsample; 0 = keep the input size
+    blur_sigma: float = 0.0  # Gaussian pre-blur, in input pixels; 0 = none
+    resolution: int = 64  # long side after the area downsample; 0 = keep the input size
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
             raise PrivsplatError(f"unknown σ kernel {self.kernel!r}; use one of {', '.join(KERNELS)}")
-        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma)
-                and self.blur_sigma >= 0):
+        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma) and self.blur_sigma >= 0):
             raise PrivsplatError(f"σ blur_sigma must be a finite number >= 0, got {self.blur_sigma!r}")
         if self.blur_sigma > MAX_BLUR_SIGMA:
-            raise PrivsplatError(f"σ blur_sigma {self.blur_sigma} is too large (at most {MAX_BLUR_SIGMA} px: a "
-                                 "wider blur leaves nothing of the image and its kernel would not fit in memory)")
-        if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool)
-                and self.resolution >= 0):
+            raise PrivsplatError(
+                f"σ blur_sigma {self.blur_sigma} is too large (at most {MAX_BLUR_SIGMA} px: a "
+                "wider blur leaves nothing of the image and its kernel would not fit in memory)"
+            )
+        if not (isinstance(self.resolution, int) and not isinstance(self.resolution, bool) and self.resolution >= 0):
             raise PrivsplatError(f"σ resolution must be an integer >= 0, got {self.resolution!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,8 +96,8 @@ def protected_size(width: int, height: int, resolution: int) -> tuple[int, int]:
     return max(1, round(width * f)), max(1, round(height * f))
 
 
-
 # --------------------------------------------------------------------------- writing
+
 
 def manifest_digest(sigma: dict[str, Any], frames: list[Any], files: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of σ's parameters, the frame list and the file list.
@@ -105,8 +105,13 @@ def manifest_digest(sigma: dict[str, Any], frames: list[Any], files: dict[str, A
     A checksum against mistakes (a hand-edited kernel, a frame list pasted from another folder),
     not a signature: it has no key, so whoever edits the manifest can recompute it.
     """
-    canonical = json.dumps({"sigma": sigma, "frames": frames, "files": files}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    canonical = json.dumps(
+        {"sigma": sigma, "frames": frames, "files": files},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
@@ -122,9 +127,15 @@ def write_manifest(root: Path, sigma: SigmaParams, frames: list[dict[str, Any]])
             if rel != MANIFEST_NAME:
                 files[rel] = sha256_file(p)
     files = dict(sorted(files.items()))
-    manifest = {"privsplat_manifest": MANIFEST_VERSION, "tool": "privsplat", "version": __version__,
-                "sigma": sigma.to_dict(), "frames": frames, "files": files,
-                "digest": manifest_digest(sigma.to_dict(), frames, files)}
+    manifest = {
+        "privsplat_manifest": MANIFEST_VERSION,
+        "tool": "privsplat",
+        "version": __version__,
+        "sigma": sigma.to_dict(),
+        "frames": frames,
+        "files": files,
+        "digest": manifest_digest(sigma.to_dict(), frames, files),
+    }
     write_json(root / MANIFEST_NAME, manifest)
     return root / MANIFEST_NAME
 
@@ -151,12 +162,12 @@ def png_chunks(path: Path) -> list[bytes] | str:
     while i < len(data):
         if i + 12 > len(data):
             return "truncated chunk"
-        (n,) = struct.unpack(">I", data[i:i + 4])
-        kind = data[i + 4:i + 8]
+        (n,) = struct.unpack(">I", data[i : i + 4])
+        kind = data[i + 4 : i + 8]
         if i + 12 + n > len(data):
             return "truncated chunk"
-        (crc,) = struct.unpack(">I", data[i + 8 + n:i + 12 + n])
-        if zlib.crc32(data[i + 4:i + 8 + n]) != crc:
+        (crc,) = struct.unpack(">I", data[i + 8 + n : i + 12 + n])
+        if zlib.crc32(data[i + 4 : i + 8 + n]) != crc:
             return f"chunk {kind!r} has a bad CRC"
         types.append(kind)
         i += 12 + n
@@ -187,8 +198,7 @@ def is_protected_png(path: Path) -> bool:
             head = f.read(26)
     except OSError:
         return False
-    return (len(head) == 26 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR"
-            and head[24] == 16 and head[25] == 0)
+    return len(head) == 26 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] == 0
 
 
 # --------------------------------------------------------------------------- content plausibility
@@ -209,7 +219,7 @@ MAX_MAGNITUDE = math.sqrt(3.0)
 # flattest forgeries (14 % of forged head views, 75 % of forged car views): it catches a tool
 # that wrote photos, it proves nothing.
 EDGE_LIKENESS_MIN = 0.2
-EDGE_TEST_MAX_BLUR = 1.0   # output pixels; a wider blur makes a true |g| smooth and the test blind
+EDGE_TEST_MAX_BLUR = 1.0  # output pixels; a wider blur makes a true |g| smooth and the test blind
 
 
 def edge_likeness(img) -> float:
@@ -237,9 +247,12 @@ def effective_blur(sigma: SigmaParams, width: int, height: int) -> float:
 
 # --------------------------------------------------------------------------- the guard
 
+
 def _refuse(root: Path, what: str) -> PrivsplatError:
-    return PrivsplatError(f"protected dataset {root} failed verification: {what}. Refusing to use it; "
-                          "run privsplat protect again on the original data")
+    return PrivsplatError(
+        f"protected dataset {root} failed verification: {what}. Refusing to use it; "
+        "run privsplat protect again on the original data"
+    )
 
 
 def verify_manifest(root: Path, frames) -> dict[str, Any]:
@@ -275,8 +288,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _refuse(root, f"{MANIFEST_NAME} is unreadable ({e})") from None
     if isinstance(m, dict) and m.get("privsplat_manifest") == 1:
-        raise _refuse(root, f"{MANIFEST_NAME} was written by an older privsplat (manifest version 1, "
-                            "without a digest)")
+        raise _refuse(root, f"{MANIFEST_NAME} was written by an older privsplat (manifest version 1, without a digest)")
     if not isinstance(m, dict) or m.get("privsplat_manifest") != MANIFEST_VERSION:
         raise _refuse(root, f"{MANIFEST_NAME} is not a version-{MANIFEST_VERSION} privsplat manifest")
     if not isinstance(m.get("files"), dict) or not isinstance(m.get("frames"), list):
@@ -311,17 +323,27 @@ def _check_nothing_unlisted(root: Path, m: dict[str, Any]) -> None:
             p = Path(dirpath) / n
             rel = p.relative_to(root).as_posix()
             if p.is_symlink():
-                raise _refuse(root, f"{rel} is a symbolic link (protect writes none; a link can point "
-                                    "anywhere on the machine that reads the folder)")
+                raise _refuse(
+                    root,
+                    f"{rel} is a symbolic link (protect writes none; a link can point "
+                    "anywhere on the machine that reads the folder)",
+                )
             if n in filenames and rel not in listed:
-                raise _refuse(root, f"{rel} is in the folder but the manifest does not cover it (an extra "
-                                    "file: remove it, or protect again)")
+                raise _refuse(
+                    root,
+                    f"{rel} is in the folder but the manifest does not cover it (an extra "
+                    "file: remove it, or protect again)",
+                )
 
 
 def _check_frames(root: Path, m: dict[str, Any], frames, covered: set[Path]) -> None:
     kinds = {}
     for fr in m["frames"]:
-        if not isinstance(fr, dict) or not isinstance(fr.get("name"), str) or fr.get("kind") not in ("rgb", "protected"):
+        if (
+            not isinstance(fr, dict)
+            or not isinstance(fr.get("name"), str)
+            or fr.get("kind") not in ("rgb", "protected")
+        ):
             raise _refuse(root, "a manifest frame entry lacks a name or a valid kind")
         kinds[fr["name"]] = fr["kind"]
     for f in frames:
@@ -333,8 +355,11 @@ def _check_frames(root: Path, m: dict[str, Any], frames, covered: set[Path]) -> 
             if Path(p).resolve() not in covered:
                 raise _refuse(root, f"frame {f.name!r} uses {p}, which the manifest does not cover")
         if f.kind == "protected" and not is_protected_png(f.image_path):
-            raise _refuse(root, f"frame {f.name!r} is sensitive but {f.image_path.name} is not a protected "
-                                "(16-bit grey gradient-magnitude) image")
+            raise _refuse(
+                root,
+                f"frame {f.name!r} is sensitive but {f.image_path.name} is not a protected "
+                "(16-bit grey gradient-magnitude) image",
+            )
     missing = set(kinds) - {f.name for f in frames}
     if missing:
         raise _refuse(root, f"frame(s) {sorted(missing)[:5]} listed in the manifest are gone")
@@ -356,8 +381,11 @@ def _transforms_entries(root: Path) -> dict[Path, dict[str, Any]]:
     """transforms.json's frame entries by the resolved path of their image (hash already checked)."""
     try:
         meta = json.loads((root / "transforms.json").read_text())
-        return {(root / fr["file_path"]).resolve(): fr for fr in meta["frames"]
-                if isinstance(fr, dict) and isinstance(fr.get("file_path"), str)}
+        return {
+            (root / fr["file_path"]).resolve(): fr
+            for fr in meta["frames"]
+            if isinstance(fr, dict) and isinstance(fr.get("file_path"), str)
+        }
     except (OSError, ValueError, KeyError, TypeError):
         raise _refuse(root, "transforms.json is unreadable") from None
 
@@ -373,25 +401,37 @@ def _check_protected_image(root: Path, sigma: SigmaParams, f, entries) -> Any:
     expected = protected_size(f.width, f.height, sigma.resolution)
     declared = entry.get("privsplat_protected_size")
     if not (isinstance(declared, list) and tuple(declared) == expected):
-        raise _refuse(root, f"{where} declares privsplat_protected_size {declared!r}, but σ at resolution "
-                            f"{sigma.resolution} gives {list(expected)} for a {f.width}x{f.height} view")
+        raise _refuse(
+            root,
+            f"{where} declares privsplat_protected_size {declared!r}, but σ at resolution "
+            f"{sigma.resolution} gives {list(expected)} for a {f.width}x{f.height} view",
+        )
     img = read_image(f.image_path)
     if img.dtype != np.uint16 or img.ndim != 2 or (img.shape[1], img.shape[0]) != expected:
-        raise _refuse(root, f"{where} is {img.shape[1]}x{img.shape[0]} ({img.dtype}), not the 16-bit grey "
-                            f"{expected[0]}x{expected[1]} image σ writes")
+        raise _refuse(
+            root,
+            f"{where} is {img.shape[1]}x{img.shape[0]} ({img.dtype}), not the 16-bit grey "
+            f"{expected[0]}x{expected[1]} image σ writes",
+        )
     top = int(img.max())
     if top not in (0, 65535):
-        raise _refuse(root, f"{where} peaks at {top}, not 65535: protect scales every |g| image to the full "
-                            "16-bit range")
+        raise _refuse(
+            root, f"{where} peaks at {top}, not 65535: protect scales every |g| image to the full 16-bit range"
+        )
     scale = float(f.extra.get("magnitude_scale", 0.0))
     if not 0 < scale <= MAX_MAGNITUDE * (1 + 1e-6):
-        raise _refuse(root, f"{where} has privsplat_magnitude_scale {scale!r}; σ of colours in 0..1 never "
-                            f"exceeds {MAX_MAGNITUDE:.4f}")
+        raise _refuse(
+            root,
+            f"{where} has privsplat_magnitude_scale {scale!r}; σ of colours in 0..1 never exceeds {MAX_MAGNITUDE:.4f}",
+        )
     if top and effective_blur(sigma, f.width, f.height) <= EDGE_TEST_MAX_BLUR:
         e = edge_likeness(img)
         if e < EDGE_LIKENESS_MIN:
-            raise _refuse(root, f"{where} does not look like a gradient magnitude (edge-likeness {e:.3f} < "
-                                f"{EDGE_LIKENESS_MIN}: smooth areas of high value, as in a photo)")
+            raise _refuse(
+                root,
+                f"{where} does not look like a gradient magnitude (edge-likeness {e:.3f} < "
+                f"{EDGE_LIKENESS_MIN}: smooth areas of high value, as in a photo)",
+            )
     return img
 
 
@@ -401,8 +441,11 @@ def _check_region(root: Path, sigma: SigmaParams, f, magnitude, manifest_region)
 
     has_region = f.region_mask_path is not None or f.rgb_outside_path is not None
     if manifest_region is not None and bool(manifest_region) != has_region:
-        raise _refuse(root, f"frame {f.name!r} is {'' if manifest_region else 'not '}region-protected in the "
-                            f"manifest but {'has no' if manifest_region else 'has a'} region/outside image")
+        raise _refuse(
+            root,
+            f"frame {f.name!r} is {'' if manifest_region else 'not '}region-protected in the "
+            f"manifest but {'has no' if manifest_region else 'has a'} region/outside image",
+        )
     if not has_region:
         return
     if f.region_mask_path is None or f.rgb_outside_path is None:
@@ -420,8 +463,7 @@ def _check_region(root: Path, sigma: SigmaParams, f, magnitude, manifest_region)
     if not hole.any():
         raise _refuse(root, f"{where}: alpha is 255 everywhere, so the whole view's RGB is in the folder")
     if out[hole][:, :3].any():
-        raise _refuse(root, f"{where}: pixels inside the protected region (alpha 0) hold colour; they "
-                            "must be black")
+        raise _refuse(root, f"{where}: pixels inside the protected region (alpha 0) hold colour; they must be black")
     expected = protected_size(f.width, f.height, sigma.resolution)
     region = read_image(f.region_mask_path)
     hole_lo = hole.astype(np.float32)
@@ -429,10 +471,16 @@ def _check_region(root: Path, sigma: SigmaParams, f, magnitude, manifest_region)
         import cv2
 
         hole_lo = cv2.resize(hole_lo, expected, interpolation=cv2.INTER_AREA)  # as protect does
-    if region.dtype != np.uint8 or region.shape != hole_lo.shape or \
-            np.abs(region.astype(np.int32) - np.round(hole_lo * 255).astype(np.int32)).max() > 1:
-        raise _refuse(root, f"frame {f.name!r}: {Path(f.region_mask_path).name} is not the region that "
-                            f"{Path(f.rgb_outside_path).name} hides")
+    if (
+        region.dtype != np.uint8
+        or region.shape != hole_lo.shape
+        or np.abs(region.astype(np.int32) - np.round(hole_lo * 255).astype(np.int32)).max() > 1
+    ):
+        raise _refuse(
+            root,
+            f"frame {f.name!r}: {Path(f.region_mask_path).name} is not the region that "
+            f"{Path(f.rgb_outside_path).name} hides",
+        )
     if magnitude[hole_lo == 0].any():
         raise _refuse(root, f"frame {f.name!r}: its |g| image is not zero outside the protected region")
 
@@ -443,5 +491,8 @@ def _check_digest(root: Path, m: dict[str, Any]) -> None:
     except (TypeError, ValueError):
         digest = None
     if not isinstance(m.get("digest"), str) or m["digest"] != digest:
-        raise _refuse(root, f"{MANIFEST_NAME}'s digest does not match its σ parameters, frames and files (it "
-                            "was edited after protection)")
+        raise _refuse(
+            root,
+            f"{MANIFEST_NAME}'s digest does not match its σ parameters, frames and files (it "
+            "was edited after protection)",
+        )

@@ -21,7 +21,7 @@ import numpy as np
 from ..assets import asset_path, load_ict
 from ..errors import PrivsplatError
 
-FACE_DIRECTION = np.array([0.0, 0.0, 1.0])   # every shipped mesh faces +z, up +y
+FACE_DIRECTION = np.array([0.0, 0.0, 1.0])  # every shipped mesh faces +z, up +y
 LIGHT_DIRECTION = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 AMBIENT = 0.35
 RING_ELEVATIONS_DEG = (-15.0, 10.0, 35.0)
@@ -42,8 +42,9 @@ def parse_expression(items: Sequence[str], names: Sequence[str]) -> np.ndarray:
     return weights
 
 
-def head_mesh(mesh: str = "ict", identity_seed: int = 0, expression: Sequence[str] = ()
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+def head_mesh(
+    mesh: str = "ict", identity_seed: int = 0, expression: Sequence[str] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """(vertices [V,3], faces [F,3], face_mask [V] bool, feature albedo [V,3], units)."""
     if mesh == "ict":
         d = load_ict()
@@ -146,8 +147,9 @@ def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
-def render_view(scene, V, F, vnormals, features, K, w2c, width, height, center, radius
-                ) -> tuple[np.ndarray, np.ndarray]:
+def render_view(
+    scene, V, F, vnormals, features, K, w2c, width, height, center, radius
+) -> tuple[np.ndarray, np.ndarray]:
     """(rgb float [H,W,3], coverage float [H,W]) with SUPERSAMPLE² rays per pixel."""
     import open3d as o3d
 
@@ -181,9 +183,17 @@ def render_view(scene, V, F, vnormals, features, K, w2c, width, height, center, 
     return rgb, cover
 
 
-def synthesize(mesh: str = "ict", out: str | Path = "synth", views: int = 36, resolution: int = 64,
-               identity_seed: int = 0, expression: Sequence[str] = (), fov_deg: float = 30.0,
-               fill: float = 0.8, overwrite: bool = False) -> Path:
+def synthesize(
+    mesh: str = "ict",
+    out: str | Path = "synth",
+    views: int = 36,
+    resolution: int = 64,
+    identity_seed: int = 0,
+    expression: Sequence[str] = (),
+    fov_deg: float = 30.0,
+    fill: float = 0.8,
+    overwrite: bool = False,
+) -> Path:
     """Render the dataset described in the module docstring into `out`; return `out`."""
     import open3d as o3d
 
@@ -222,20 +232,42 @@ def synthesize(mesh: str = "ict", out: str | Path = "synth", views: int = 36, re
             frame = Frame(name, "rgb", img_path, K, w2c, resolution, resolution, mask_path=mask_path)
             entries.append(frame_to_nerfstudio(frame, tmp, w2c))
             view_dir = (eye - center) / np.linalg.norm(eye - center)
-            records.append({"name": name, "azimuth_deg": az, "elevation_deg": el,
-                            "angle_to_face_deg": math.degrees(math.acos(np.clip(view_dir @ FACE_DIRECTION, -1, 1)))})
+            records.append(
+                {
+                    "name": name,
+                    "azimuth_deg": az,
+                    "elevation_deg": el,
+                    "angle_to_face_deg": math.degrees(math.acos(np.clip(view_dir @ FACE_DIRECTION, -1, 1))),
+                }
+            )
         pio.write_json(tmp / "transforms.json", {"camera_model": "PINHOLE", "frames": entries})
-        mesh_o3d = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F.astype(np.int32)))
+        mesh_o3d = o3d.geometry.TriangleMesh(
+            o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F.astype(np.int32))
+        )
         with pio.atomic_path(tmp / "gt_mesh.ply") as p:
             if not o3d.io.write_triangle_mesh(str(p), mesh_o3d):
                 raise PrivsplatError(f"could not write {p}")
         np.save(tmp / "gt_face_mask.npy", face_mask.astype(bool))
-        pio.write_json(tmp / "synth.json", {
-            "mesh": mesh, "units": units, "views": views, "resolution": resolution,
-            "identity_seed": identity_seed, "expression": list(expression), "fov_deg": fov_deg, "fill": fill,
-            "head_center": center, "head_radius": radius, "camera_distance": distance,
-            "face_direction": FACE_DIRECTION, "light_direction": LIGHT_DIRECTION, "ambient": AMBIENT,
-            "frames": records})
+        pio.write_json(
+            tmp / "synth.json",
+            {
+                "mesh": mesh,
+                "units": units,
+                "views": views,
+                "resolution": resolution,
+                "identity_seed": identity_seed,
+                "expression": list(expression),
+                "fov_deg": fov_deg,
+                "fill": fill,
+                "head_center": center,
+                "head_radius": radius,
+                "camera_distance": distance,
+                "face_direction": FACE_DIRECTION,
+                "light_direction": LIGHT_DIRECTION,
+                "ambient": AMBIENT,
+                "frames": records,
+            },
+        )
     return out
 
 

@@ -75,8 +75,9 @@ def _sample(tex: np.ndarray, p: np.ndarray, h: float, face_offset: int) -> tuple
 SHADE = np.array([1.0, 0.8, 0.9, 0.7, 0.95, 0.75])
 
 
-def render_room(K: np.ndarray, w2c: np.ndarray, width: int, height: int, texture: np.ndarray,
-                lens: SourceCamera | None = None) -> np.ndarray:
+def render_room(
+    K: np.ndarray, w2c: np.ndarray, width: int, height: int, texture: np.ndarray, lens: SourceCamera | None = None
+) -> np.ndarray:
     """uint8 [H, W, 3] view of the room (pixel centres at +0.5); `lens` adds its distortion."""
     import cv2
 
@@ -97,8 +98,13 @@ def render_room(K: np.ndarray, w2c: np.ndarray, width: int, height: int, texture
     uv_box, f_box = _sample(texture, p, BOX, 6)
     uv = np.where(hit_box[:, None], uv_box, uv_room).astype(np.float32)
     face = np.where(hit_box, f_box, f_room)
-    img = cv2.remap(texture, uv[:, 0].reshape(height, width), uv[:, 1].reshape(height, width), cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REFLECT)
+    img = cv2.remap(
+        texture,
+        uv[:, 0].reshape(height, width),
+        uv[:, 1].reshape(height, width),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     shade = SHADE[face].reshape(height, width, 1) * np.where(hit_box, 1.0, 0.85).reshape(height, width, 1)
     return np.clip(img * shade, 0, 255).astype(np.uint8)
 
@@ -115,7 +121,7 @@ def pose_errors(gt: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray
     U, S, Vt = np.linalg.svd(Y.T @ X / len(X))
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
     R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / (X ** 2).sum(1).mean()
+    s = np.trace(np.diag(S) @ D) / (X**2).sum(1).mean()
     t = ce.mean(0) - s * R @ cg.mean(0)
     centre_err = np.linalg.norm((ce - t) @ R / s - cg, axis=1)
     # in the aligned world est's rotation is R_est R; it should equal R_gt

@@ -38,12 +38,16 @@ BORDER_MARGIN_PX = 0.5  # keep the inscribed view this far inside the stored ima
 
 def check_source(src: SourceCamera, where: str) -> SourceCamera:
     if src.model not in MODELS:
-        raise PrivsplatError(f"{where}: camera model {src.model} is not supported; privsplat undistorts "
-                             "PINHOLE, OPENCV (k1 k2 p1 p2 [k3]) and OPENCV_FISHEYE (k1..k4) cameras. "
-                             "Undistort the images first (e.g. `colmap image_undistorter`)")
+        raise PrivsplatError(
+            f"{where}: camera model {src.model} is not supported; privsplat undistorts "
+            "PINHOLE, OPENCV (k1 k2 p1 p2 [k3]) and OPENCV_FISHEYE (k1..k4) cameras. "
+            "Undistort the images first (e.g. `colmap image_undistorter`)"
+        )
     if len(src.coeffs) not in MODELS[src.model] or not np.all(np.isfinite(src.coeffs)):
-        raise PrivsplatError(f"{where}: {src.model} needs {' or '.join(map(str, MODELS[src.model]))} finite "
-                             f"distortion coefficients, got {list(src.coeffs)}")
+        raise PrivsplatError(
+            f"{where}: {src.model} needs {' or '.join(map(str, MODELS[src.model]))} finite "
+            f"distortion coefficients, got {list(src.coeffs)}"
+        )
     return src
 
 
@@ -94,8 +98,12 @@ def _border_pixels(width: int, height: int) -> dict[str, np.ndarray]:
     m = BORDER_MARGIN_PX
     xs = np.linspace(m, width - m, max(2, width + 1))
     ys = np.linspace(m, height - m, max(2, height + 1))
-    return {"left": np.stack([np.full_like(ys, m), ys], 1), "right": np.stack([np.full_like(ys, width - m), ys], 1),
-            "top": np.stack([xs, np.full_like(xs, m)], 1), "bottom": np.stack([xs, np.full_like(xs, height - m)], 1)}
+    return {
+        "left": np.stack([np.full_like(ys, m), ys], 1),
+        "right": np.stack([np.full_like(ys, width - m), ys], 1),
+        "top": np.stack([xs, np.full_like(xs, m)], 1),
+        "bottom": np.stack([xs, np.full_like(xs, height - m)], 1),
+    }
 
 
 @lru_cache(maxsize=64)
@@ -110,13 +118,17 @@ def _pinhole_K(key: tuple) -> np.ndarray:
     # the iterative inverse must have converged (it does not where the model folds over)
     redo = np.concatenate([distort_points(src, b[side]) - border[side] for side in border])
     if not (np.isfinite(redo).all() and np.abs(redo).max() < 0.05):
-        raise PrivsplatError(f"the {model} lens {list(coeffs)} cannot be undistorted at the image edge (the "
-                             "model folds over or the coefficients are too strong); check the calibration")
+        raise PrivsplatError(
+            f"the {model} lens {list(coeffs)} cannot be undistorted at the image edge (the "
+            "model folds over or the coefficients are too strong); check the calibration"
+        )
     x0, x1 = b["left"][:, 0].max(), b["right"][:, 0].min()
     y0, y1 = b["top"][:, 1].max(), b["bottom"][:, 1].min()
     if not (np.isfinite([x0, x1, y0, y1]).all() and x1 > x0 and y1 > y0):
-        raise PrivsplatError(f"the {model} lens {list(coeffs)} does not undistort to a valid pinhole view "
-                             "(coefficients too strong for the field of view?); check the calibration")
+        raise PrivsplatError(
+            f"the {model} lens {list(coeffs)} does not undistort to a valid pinhole view "
+            "(coefficients too strong for the field of view?); check the calibration"
+        )
     # focal lengths that fit the inscribed rectangle in each axis; the smaller zoom-out of the two
     # keeps fx/fy as in the input and every pixel valid
     aspect = K[0, 0] / K[1, 1]
@@ -130,8 +142,10 @@ def _pinhole_K(key: tuple) -> np.ndarray:
     edge = np.concatenate(list(_border_pixels(width, height).values()))
     back = distort_points(src, (edge - Knew[:2, 2]) / Knew[[0, 1], [0, 1]])
     if not (np.isfinite(back).all() and back.min() > -1 and (back < [width + 1, height + 1]).all()):
-        raise PrivsplatError(f"the {model} lens {list(coeffs)} cannot be undistorted to a pinhole view without "
-                             "invalid pixels (the model folds over inside the image); check the calibration")
+        raise PrivsplatError(
+            f"the {model} lens {list(coeffs)} cannot be undistorted to a pinhole view without "
+            "invalid pixels (the model folds over inside the image); check the calibration"
+        )
     return Knew
 
 

@@ -23,7 +23,7 @@ MeshLike = Union[str, Path, tuple]  # a PLY/OBJ path, or (vertices [V,3], faces 
 Align = Literal["none", "icp"]
 
 DEFAULT_FSCORE_FRACTIONS = (0.005, 0.01, 0.02)  # of the GT bounding-box diagonal
-FACE_MARGIN_FRACTION = 0.05                     # predicted samples kept this close to the GT face region
+FACE_MARGIN_FRACTION = 0.05  # predicted samples kept this close to the GT face region
 
 
 def load_mesh(src: MeshLike, what: str = "mesh") -> tuple[np.ndarray, np.ndarray]:
@@ -45,16 +45,20 @@ def load_mesh(src: MeshLike, what: str = "mesh") -> tuple[np.ndarray, np.ndarray
         # open3d only warns when a file ends early and returns what it read: compare with the header
         # (polygons may become several triangles, never fewer).
         if counts is not None and (len(V) != counts.get("vertex", 0) or len(F) < counts.get("face", 0)):
-            raise PrivsplatError(f"{what} {path} is truncated or corrupt: its header promises "
-                                 f"{counts.get('vertex', 0)} vertices and {counts.get('face', 0)} faces, "
-                                 f"but only {len(V)} and {len(F)} could be read; re-export it")
+            raise PrivsplatError(
+                f"{what} {path} is truncated or corrupt: its header promises "
+                f"{counts.get('vertex', 0)} vertices and {counts.get('face', 0)} faces, "
+                f"but only {len(V)} and {len(F)} could be read; re-export it"
+            )
     else:
         V, F = (np.asarray(a) for a in src)
         V, F = V.astype(np.float64).reshape(-1, 3), F.astype(np.int64).reshape(-1, 3)
         source = f"the {what} arrays"
     if len(V) == 0 or len(F) == 0:
-        raise PrivsplatError(f"{what}: {source} has no triangles ({len(V)} vertices, {len(F)} faces); "
-                             "metrics need a triangle mesh, not a point cloud")
+        raise PrivsplatError(
+            f"{what}: {source} has no triangles ({len(V)} vertices, {len(F)} faces); "
+            "metrics need a triangle mesh, not a point cloud"
+        )
     if F.min() < 0 or F.max() >= len(V):
         raise PrivsplatError(f"{what}: {source} has face indices outside its {len(V)} vertices")
     if not np.isfinite(V).all():
@@ -69,8 +73,7 @@ def triangle_areas_normals(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np
     return 0.5 * length, normals
 
 
-def sample_surface(V: np.ndarray, F: np.ndarray, n: int, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_surface(V: np.ndarray, F: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n points uniform by area: (points [n,3], unit face normals [n,3], triangle index [n])."""
     areas, normals = triangle_areas_normals(V, F)
     total = areas.sum()
@@ -99,8 +102,7 @@ def closest_on_surface(V: np.ndarray, F: np.ndarray, points: np.ndarray) -> tupl
     # open3d works in float32: centre the mesh so precision does not depend on where it sits.
     center = V.mean(axis=0)
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor((V - center).astype(np.float32)),
-                        o3d.core.Tensor(F.astype(np.uint32)))
+    scene.add_triangles(o3d.core.Tensor((V - center).astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
     closest = scene.compute_closest_points(o3d.core.Tensor((points - center).astype(np.float32)))
     nearest = closest["points"].numpy().astype(np.float64) + center
     tri = closest["primitive_ids"].numpy().astype(np.int64)
@@ -108,8 +110,9 @@ def closest_on_surface(V: np.ndarray, F: np.ndarray, points: np.ndarray) -> tupl
     return np.linalg.norm(points - nearest, axis=1), normals[tri]
 
 
-def icp_align(src_points: np.ndarray, dst_points: np.ndarray, dst_normals: np.ndarray,
-              max_distance: float, iterations: int = 50) -> np.ndarray:
+def icp_align(
+    src_points: np.ndarray, dst_points: np.ndarray, dst_normals: np.ndarray, max_distance: float, iterations: int = 50
+) -> np.ndarray:
     """4x4 rigid transform taking src onto dst (point-to-plane ICP from the identity)."""
     import open3d as o3d
 
@@ -118,8 +121,13 @@ def icp_align(src_points: np.ndarray, dst_points: np.ndarray, dst_normals: np.nd
     dst = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(dst_points))
     dst.normals = o3d.utility.Vector3dVector(dst_normals)
     result = reg.registration_icp(
-        src, dst, max_distance, np.eye(4), reg.TransformationEstimationPointToPlane(),
-        reg.ICPConvergenceCriteria(relative_fitness=1e-9, relative_rmse=1e-9, max_iteration=iterations))
+        src,
+        dst,
+        max_distance,
+        np.eye(4),
+        reg.TransformationEstimationPointToPlane(),
+        reg.ICPConvergenceCriteria(relative_fitness=1e-9, relative_rmse=1e-9, max_iteration=iterations),
+    )
     return np.asarray(result.transformation, dtype=np.float64)
 
 
@@ -130,8 +138,10 @@ def parse_face_sphere(text: str) -> tuple[float, float, float, float]:
     except ValueError:
         values = ()
     if len(values) != 4 or not np.isfinite(values).all() or values[3] <= 0:
-        raise PrivsplatError(f"--face-sphere {text!r} is not 'x,y,z,r' with a positive radius r "
-                             "(four comma-separated numbers in the GT mesh's units)")
+        raise PrivsplatError(
+            f"--face-sphere {text!r} is not 'x,y,z,r' with a positive radius r "
+            "(four comma-separated numbers in the GT mesh's units)"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -144,8 +154,10 @@ def _face_region_selection(gt_F, gt_tri, pred_points, gt_points, gt_face_mask, f
 
         keep_gt &= gt_face_mask[gt_F[gt_tri]].all(axis=1)
         if not keep_gt.any():
-            raise PrivsplatError("the GT face mask selects no whole triangle; check that the mask "
-                                 "belongs to this GT mesh (one bool per vertex, True on the face)")
+            raise PrivsplatError(
+                "the GT face mask selects no whole triangle; check that the mask "
+                "belongs to this GT mesh (one bool per vertex, True on the face)"
+            )
         dist, _ = cKDTree(gt_points[keep_gt]).query(pred_points, distance_upper_bound=margin)
         keep_pred &= np.isfinite(dist)
     if face_sphere is not None:
@@ -153,16 +165,25 @@ def _face_region_selection(gt_F, gt_tri, pred_points, gt_points, gt_face_mask, f
         keep_gt &= np.linalg.norm(gt_points - c, axis=1) <= r
         keep_pred &= np.linalg.norm(pred_points - c, axis=1) <= r
         if not keep_gt.any():
-            raise PrivsplatError(f"--face-sphere {tuple(face_sphere)} contains no point of the GT surface; "
-                                 "give its centre and radius in the GT mesh's units")
+            raise PrivsplatError(
+                f"--face-sphere {tuple(face_sphere)} contains no point of the GT surface; "
+                "give its centre and radius in the GT mesh's units"
+            )
     return keep_pred, keep_gt
 
 
-def evaluate_mesh(pred: MeshLike, gt: MeshLike, *, gt_face_mask: np.ndarray | str | Path | None = None,
-                  face_sphere: Sequence[float] | None = None, align: Align = "none",
-                  n_samples: int = 200_000, seed: int = 0,
-                  fscore_thresholds: Sequence[float] | None = None,
-                  face_margin: float = FACE_MARGIN_FRACTION) -> dict:
+def evaluate_mesh(
+    pred: MeshLike,
+    gt: MeshLike,
+    *,
+    gt_face_mask: np.ndarray | str | Path | None = None,
+    face_sphere: Sequence[float] | None = None,
+    align: Align = "none",
+    n_samples: int = 200_000,
+    seed: int = 0,
+    fscore_thresholds: Sequence[float] | None = None,
+    face_margin: float = FACE_MARGIN_FRACTION,
+) -> dict:
     """Geometry metrics of `pred` against `gt`, both meshes in the same units and frame.
 
     fscore_thresholds: fractions of the GT bounding-box diagonal (default 0.5%, 1%, 2%);
@@ -194,15 +215,18 @@ def evaluate_mesh(pred: MeshLike, gt: MeshLike, *, gt_face_mask: np.ndarray | st
         pred_points = pred_points @ transform[:3, :3].T + transform[:3, 3]
         pred_normals = pred_normals @ transform[:3, :3].T
 
-    keep_pred, keep_gt = _face_region_selection(gt_F, gt_tri, pred_points, gt_points, mask,
-                                                face_sphere, face_margin * diagonal)
+    keep_pred, keep_gt = _face_region_selection(
+        gt_F, gt_tri, pred_points, gt_points, mask, face_sphere, face_margin * diagonal
+    )
     if not keep_pred.any():
-        raise PrivsplatError("no point of the predicted mesh lies in the face region; is it in the GT's "
-                             "frame and units? (try --align icp, or check the crop)")
+        raise PrivsplatError(
+            "no point of the predicted mesh lies in the face region; is it in the GT's "
+            "frame and units? (try --align icp, or check the crop)"
+        )
 
     pred_V_aligned = pred_V @ transform[:3, :3].T + transform[:3, 3]
-    d_pred, n_pred = closest_on_surface(gt_V, gt_F, pred_points[keep_pred])        # accuracy side
-    d_gt, n_gt = closest_on_surface(pred_V_aligned, pred_F, gt_points[keep_gt])    # completeness side
+    d_pred, n_pred = closest_on_surface(gt_V, gt_F, pred_points[keep_pred])  # accuracy side
+    d_gt, n_gt = closest_on_surface(pred_V_aligned, pred_F, gt_points[keep_gt])  # completeness side
     cos_pred = np.abs(np.sum(pred_normals[keep_pred] * n_pred, axis=1))
     cos_gt = np.abs(np.sum(gt_normals[keep_gt] * n_gt, axis=1))
 
@@ -212,8 +236,15 @@ def evaluate_mesh(pred: MeshLike, gt: MeshLike, *, gt_face_mask: np.ndarray | st
         tau = frac * diagonal
         precision, recall = float((d_pred < tau).mean()), float((d_gt < tau).mean())
         f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-        fscores.append({"fraction_of_diagonal": float(frac), "threshold": tau,
-                        "precision": precision, "recall": recall, "fscore": f})
+        fscores.append(
+            {
+                "fraction_of_diagonal": float(frac),
+                "threshold": tau,
+                "precision": precision,
+                "recall": recall,
+                "fscore": f,
+            }
+        )
     region = "whole surface"
     if mask is not None:
         region = f"GT face mask + {face_margin:g} x diagonal margin"
@@ -250,12 +281,16 @@ def _load_face_mask(mask, n_vertices: int) -> np.ndarray | None:
         except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # what numpy raises for a bad file
             mask = None
         if not isinstance(mask, np.ndarray):
-            raise PrivsplatError(f"GT face mask {path} is not a .npy array; pass a .npy of one bool per GT "
-                                 "vertex (privsplat synth writes gt_face_mask.npy)") from None
+            raise PrivsplatError(
+                f"GT face mask {path} is not a .npy array; pass a .npy of one bool per GT "
+                "vertex (privsplat synth writes gt_face_mask.npy)"
+            ) from None
     mask = np.asarray(mask).reshape(-1)
     if len(mask) != n_vertices:
-        raise PrivsplatError(f"GT face mask has {len(mask)} entries but the GT mesh has {n_vertices} "
-                             "vertices; the mask must be the per-vertex mask of this exact GT mesh")
+        raise PrivsplatError(
+            f"GT face mask has {len(mask)} entries but the GT mesh has {n_vertices} "
+            "vertices; the mask must be the per-vertex mask of this exact GT mesh"
+        )
     return _as_bool_mask(mask)
 
 
@@ -270,8 +305,10 @@ def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
     if mask.dtype.kind not in "iuf":
         raise PrivsplatError(f"GT face mask has type {mask.dtype}; pass a .npy of one bool per GT vertex")
     if not np.isin(mask, (0, 1)).all():
-        raise PrivsplatError("GT face mask holds values other than 0 and 1 (weights or probabilities?); "
-                             "threshold it yourself and save a bool array, e.g. np.save(path, mask > 0.5)")
+        raise PrivsplatError(
+            "GT face mask holds values other than 0 and 1 (weights or probabilities?); "
+            "threshold it yourself and save a bool array, e.g. np.save(path, mask > 0.5)"
+        )
     return mask.astype(bool)
 
 
@@ -288,8 +325,10 @@ def format_summary(metrics: dict) -> str:
         f"normal consistency:      {metrics['normal_consistency']:.4f}",
     ]
     for f in metrics["fscore"]:
-        lines.append(f"F-score @ {100 * f['fraction_of_diagonal']:.2g}% diag ({f['threshold']:.4g}): "
-                     f"{f['fscore']:.4f}  (precision {f['precision']:.4f}, recall {f['recall']:.4f})")
+        lines.append(
+            f"F-score @ {100 * f['fraction_of_diagonal']:.2g}% diag ({f['threshold']:.4g}): "
+            f"{f['fscore']:.4f}  (precision {f['precision']:.4f}, recall {f['recall']:.4f})"
+        )
     if metrics["align"] == "icp":
         T = np.asarray(metrics["transform"])
         lines.append(f"ICP translation: {np.array2string(T[:3, 3], precision=5)}")

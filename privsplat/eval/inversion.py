@@ -26,9 +26,16 @@ from ..errors import PrivsplatError
 InversionMethod = Literal["poisson", "optim"]
 
 
-def invert_gradient_magnitude(mag: np.ndarray, out_size: tuple[int, int] | None = None,
-                              method: InversionMethod = "optim", *, kernel: str = "sobel",
-                              steps: int = 300, smoothness: float = 0.05, seed: int = 0) -> np.ndarray:
+def invert_gradient_magnitude(
+    mag: np.ndarray,
+    out_size: tuple[int, int] | None = None,
+    method: InversionMethod = "optim",
+    *,
+    kernel: str = "sobel",
+    steps: int = 300,
+    smoothness: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
     """Grey image [H, W] in 0..1 whose gradient magnitude resembles `mag` [h, w].
 
     out_size: (H, W) of the result (default: the size of `mag`), e.g. the original view's size.
@@ -38,8 +45,9 @@ def invert_gradient_magnitude(mag: np.ndarray, out_size: tuple[int, int] | None 
     if method == "poisson":
         x = poisson_from_magnitude(mag)
     elif method == "optim":
-        x, _ = fit_image_to_magnitude(mag, poisson_from_magnitude(mag), kernel=kernel, steps=steps,
-                                      smoothness=smoothness, seed=seed)
+        x, _ = fit_image_to_magnitude(
+            mag, poisson_from_magnitude(mag), kernel=kernel, steps=steps, smoothness=smoothness, seed=seed
+        )
     else:
         raise PrivsplatError(f"unknown inversion method {method!r}; use 'poisson' or 'optim'")
     return _to_unit_range(_resize(x, out_size or mag.shape))
@@ -61,9 +69,16 @@ def sigma_mismatch(image: np.ndarray, mag: np.ndarray, kernel: str = "sobel") ->
     return float(np.abs(scale * g - mag).mean())
 
 
-def fit_image_to_magnitude(mag: np.ndarray, init: np.ndarray, *, kernel: str = "sobel", steps: int = 300,
-                           lr: float = 0.02, smoothness: float = 0.05, seed: int = 0
-                           ) -> tuple[np.ndarray, list[float]]:
+def fit_image_to_magnitude(
+    mag: np.ndarray,
+    init: np.ndarray,
+    *,
+    kernel: str = "sobel",
+    steps: int = 300,
+    lr: float = 0.02,
+    smoothness: float = 0.05,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[float]]:
     """Optimise a grey image x [h, w] (from `init`) so that σ(x) ≈ mag; returns (x, σ-loss per step).
 
     The smoothness prior (mean squared neighbour difference, relative to the data term's
@@ -144,8 +159,7 @@ def _check_magnitude(mag) -> np.ndarray:
     if mag.ndim == 3 and mag.shape[-1] in (1, 3, 4):
         mag = mag[..., 0]  # a grey PNG read as colour: all channels are equal
     if mag.ndim != 2 or min(mag.shape) < 3:
-        raise PrivsplatError(f"a gradient magnitude must be a 2-D image of at least 3x3 pixels, "
-                             f"got shape {mag.shape}")
+        raise PrivsplatError(f"a gradient magnitude must be a 2-D image of at least 3x3 pixels, got shape {mag.shape}")
     if not np.isfinite(mag).all() or (mag < 0).any():
         raise PrivsplatError("a gradient magnitude must be finite and non-negative")
     return mag

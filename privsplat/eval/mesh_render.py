@@ -11,8 +11,9 @@ import numpy as np
 AMBIENT = 0.15  # so surfaces seen edge-on stay distinguishable from the black background
 
 
-def shade_mesh(vertices: np.ndarray, faces: np.ndarray, Ks: np.ndarray, w2cs: np.ndarray,
-               width: int, height: int) -> np.ndarray:
+def shade_mesh(
+    vertices: np.ndarray, faces: np.ndarray, Ks: np.ndarray, w2cs: np.ndarray, width: int, height: int
+) -> np.ndarray:
     """Grey renders [C, H, W] in 0..1 of the mesh from C pinhole cameras (OpenCV w2c [C,4,4]).
 
     Shade = AMBIENT + (1 - AMBIENT)·|n·v| with the light at the camera (a headlight), so the

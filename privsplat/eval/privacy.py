@@ -46,14 +46,15 @@ Attack = Literal["none", "poisson", "optim"]
 
 @dataclass(frozen=True)
 class FaceModels:
-    detector: object        # dlib HOG frontal face detector
+    detector: object  # dlib HOG frontal face detector
     shape_predictor: object  # dlib 5-point landmarks
-    recognizer: object      # dlib ResNet face descriptor
+    recognizer: object  # dlib ResNet face descriptor
 
 
 @dataclass(frozen=True)
 class FaceLandmarks:
     """Where the face is in one original view: box (left, top, right, bottom) and 5 points [5, 2]."""
+
     box: tuple[int, int, int, int]
     points: np.ndarray
     image_size: tuple[int, int]  # (H, W) of the view they were found in
@@ -65,11 +66,15 @@ def load_face_models() -> FaceModels:
         import dlib
         import face_recognition_models as frm
     except ImportError as e:
-        raise PrivsplatError(f"face-recognition evaluation needs dlib and its models ({e.name} is missing); "
-                             "install them with: pip install -e .[fr]") from None
-    return FaceModels(dlib.get_frontal_face_detector(),
-                      dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-                      dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+        raise PrivsplatError(
+            f"face-recognition evaluation needs dlib and its models ({e.name} is missing); "
+            "install them with: pip install -e .[fr]"
+        ) from None
+    return FaceModels(
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+    )
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -122,8 +127,9 @@ def face_descriptor(image: np.ndarray, face: FaceLandmarks) -> np.ndarray:
     if img.shape[:2] != (H, W):
         shrink = img.shape[0] > H
         img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    shape = dlib.full_object_detection(dlib.rectangle(*face.box),
-                                       [dlib.point(int(round(x)), int(round(y))) for x, y in face.points])
+    shape = dlib.full_object_detection(
+        dlib.rectangle(*face.box), [dlib.point(int(round(x)), int(round(y))) for x, y in face.points]
+    )
     chip = dlib.get_face_chip(img, shape, size=150, padding=0.25)
     return np.asarray(m.recognizer.compute_face_descriptor(chip), dtype=np.float64)
 
@@ -139,14 +145,19 @@ def identity_of(key: str) -> str:
 
 def _share(distances: list[float], threshold: float) -> dict:
     d = np.asarray(distances, dtype=np.float64)
-    return {"pairs": int(d.size),
-            "verified": float((d < threshold).mean()) if d.size else None,
-            "mean_distance": float(d.mean()) if d.size else None}
+    return {
+        "pairs": int(d.size),
+        "verified": float((d < threshold).mean()) if d.size else None,
+        "mean_distance": float(d.mean()) if d.size else None,
+    }
 
 
-def verification_report(originals: dict[str, np.ndarray], candidate_sets: dict[str, dict[str, object]],
-                        threshold: float = VERIFY_THRESHOLD,
-                        faces: dict[str, FaceLandmarks | None] | None = None) -> dict:
+def verification_report(
+    originals: dict[str, np.ndarray],
+    candidate_sets: dict[str, dict[str, object]],
+    threshold: float = VERIFY_THRESHOLD,
+    faces: dict[str, FaceLandmarks | None] | None = None,
+) -> dict:
     """Verification shares for each candidate set against the originals.
 
     originals: key -> original view. candidate_sets: set name -> key -> candidate image, or a
@@ -161,10 +172,18 @@ def verification_report(originals: dict[str, np.ndarray], candidate_sets: dict[s
     keys = sorted(found)
     multi_id = len({identity_of(k) for k in keys}) >= 2
 
-    live = [descriptor_distance(desc[a], desc[b]) for i, a in enumerate(keys) for b in keys[i + 1:]
-            if identity_of(a) == identity_of(b)]
-    impostor = [descriptor_distance(desc[a], desc[b]) for i, a in enumerate(keys) for b in keys[i + 1:]
-                if identity_of(a) != identity_of(b)]
+    live = [
+        descriptor_distance(desc[a], desc[b])
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+        if identity_of(a) == identity_of(b)
+    ]
+    impostor = [
+        descriptor_distance(desc[a], desc[b])
+        for i, a in enumerate(keys)
+        for b in keys[i + 1 :]
+        if identity_of(a) != identity_of(b)
+    ]
     report = {
         "threshold": threshold,
         "recogniser": "dlib ResNet (dlib_face_recognition_resnet_model_v1), 5-point alignment",
@@ -172,9 +191,15 @@ def verification_report(originals: dict[str, np.ndarray], candidate_sets: dict[s
         "n_faces_found": len(found),
         "no_face_found": sorted(set(originals) - set(found)),
         "identities": sorted({identity_of(k) for k in originals}),
-        "sets": {"original": {"same_view": None, "cross_view": _share(live, threshold),
-                              "false_accept": _share(impostor, threshold) if multi_id else None,
-                              "n_candidates": len(originals), "missing": []}},
+        "sets": {
+            "original": {
+                "same_view": None,
+                "cross_view": _share(live, threshold),
+                "false_accept": _share(impostor, threshold) if multi_id else None,
+                "n_candidates": len(originals),
+                "missing": [],
+            }
+        },
     }
     for name, cands in candidate_sets.items():
         same, cross, false_acc = [], [], []
@@ -189,15 +214,18 @@ def verification_report(originals: dict[str, np.ndarray], candidate_sets: dict[s
                 if o != k:
                     (cross if identity_of(o) == identity_of(k) else false_acc).append(dist_to(o))
         report["sets"][name] = {
-            "same_view": _share(same, threshold), "cross_view": _share(cross, threshold),
+            "same_view": _share(same, threshold),
+            "cross_view": _share(cross, threshold),
             "false_accept": _share(false_acc, threshold) if multi_id else None,
-            "n_candidates": len(cands), "missing": sorted(set(keys) - set(cands)),
+            "n_candidates": len(cands),
+            "missing": sorted(set(keys) - set(cands)),
         }
     return report
 
 
 def format_markdown(report: dict) -> str:
     """The report as a markdown table (verified share in %, pairs in brackets)."""
+
     def cell(s):
         if s is None:
             return "—"
@@ -205,23 +233,30 @@ def format_markdown(report: dict) -> str:
             return "no pairs"
         return f"{100 * s['verified']:.1f}% ({s['pairs']}, d̄={s['mean_distance']:.2f})"
 
-    lines = [f"Face verification (dlib ResNet, distance < {report['threshold']}); faces found in "
-             f"{report['n_faces_found']}/{report['n_originals']} originals; landmarks from the originals.",
-             "", "| set | same view | cross view (same identity) | false accept (other identities) |",
-             "|---|---|---|---|"]
+    lines = [
+        f"Face verification (dlib ResNet, distance < {report['threshold']}); faces found in "
+        f"{report['n_faces_found']}/{report['n_originals']} originals; landmarks from the originals.",
+        "",
+        "| set | same view | cross view (same identity) | false accept (other identities) |",
+        "|---|---|---|---|",
+    ]
     for name, s in report["sets"].items():
         label = "original (liveness)" if name == "original" else name
         lines.append(f"| {label} | {cell(s['same_view'])} | {cell(s['cross_view'])} | {cell(s['false_accept'])} |")
     missing = {n: s["missing"] for n, s in report["sets"].items() if s["missing"]}
     for name, keys in missing.items():
-        lines.append(f"\n{name}: no candidate for {len(keys)} view(s) with a face: {', '.join(keys[:5])}"
-                     + (" …" if len(keys) > 5 else ""))
+        lines.append(
+            f"\n{name}: no candidate for {len(keys)} view(s) with a face: {', '.join(keys[:5])}"
+            + (" …" if len(keys) > 5 else "")
+        )
     fa = report["sets"]["original"]["false_accept"]
     if fa and fa["verified"] is not None and fa["verified"] >= 0.2:
-        lines.append(f"\nWARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
-                     "verified: the recogniser cannot tell these identities apart, so a verified share above "
-                     "measures face-likeness, not identity leakage; compare each share with its false-accept "
-                     "column.")
+        lines.append(
+            f"\nWARNING: {100 * fa['verified']:.0f}% of pairs of originals of DIFFERENT identities are "
+            "verified: the recogniser cannot tell these identities apart, so a verified share above "
+            "measures face-likeness, not identity leakage; compare each share with its false-accept "
+            "column."
+        )
     if report["no_face_found"]:
         lines.append(f"\nno face found (not scored) in {len(report['no_face_found'])} original(s)")
     return "\n".join(lines) + "\n"
@@ -265,19 +300,27 @@ def list_views(folder: Path, suffixes=IMAGE_SUFFIXES, what: str = "folder") -> d
         if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in views:
-                raise PrivsplatError(f"{what} {folder} has two files for view {key!r} ({views[key].name}, "
-                                     f"{p.name}); keep one")
+                raise PrivsplatError(
+                    f"{what} {folder} has two files for view {key!r} ({views[key].name}, {p.name}); keep one"
+                )
             views[key] = p
     if not views:
         raise PrivsplatError(f"{what} {folder} holds no images ({', '.join(suffixes)})")
     return views
 
 
-def evaluate_privacy_folders(originals: Path, protected: Path | None = None, renders: Path | None = None,
-                             mesh_renders: Path | None = None, attack: Attack = "optim",
-                             kernel: str = "sobel", threshold: float = VERIFY_THRESHOLD,
-                             mesh: Path | None = None, cameras: Path | None = None,
-                             progress: Callable[[str], None] | None = None) -> dict:
+def evaluate_privacy_folders(
+    originals: Path,
+    protected: Path | None = None,
+    renders: Path | None = None,
+    mesh_renders: Path | None = None,
+    attack: Attack = "optim",
+    kernel: str = "sobel",
+    threshold: float = VERIFY_THRESHOLD,
+    mesh: Path | None = None,
+    cameras: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Load the folders, run the attack on the protected views, and return verification_report's dict.
 
     mesh + cameras: also render the mesh (in the dataset's input units, as `privsplat fit`
@@ -299,8 +342,10 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
         sets["protected"] = mags
         if attack != "none":
             sets[inverted_set_name(attack)] = invert_views(mags, orig, faces, attack, kernel, progress)
-    for name, folder, flag in (("model renders", renders, "--renders"),
-                               ("mesh renders", mesh_renders, "--mesh-renders")):
+    for name, folder, flag in (
+        ("model renders", renders, "--renders"),
+        ("mesh renders", mesh_renders, "--mesh-renders"),
+    ):
         if folder is not None:
             files = list_views(folder, what=flag)
             imgs = {k: read_image(p) for k, p in files.items() if k in orig}
@@ -315,9 +360,16 @@ def evaluate_privacy_folders(originals: Path, protected: Path | None = None, ren
     if progress:
         progress("running face recognition")
     report = verification_report(orig, sets, threshold, faces)
-    report["inputs"] = {"originals": str(originals), "protected": _str(protected), "renders": _str(renders),
-                        "mesh_renders": _str(mesh_renders), "mesh": _str(mesh), "cameras": _str(cameras),
-                        "attack": attack, "kernel": kernel}
+    report["inputs"] = {
+        "originals": str(originals),
+        "protected": _str(protected),
+        "renders": _str(renders),
+        "mesh_renders": _str(mesh_renders),
+        "mesh": _str(mesh),
+        "cameras": _str(cameras),
+        "attack": attack,
+        "kernel": kernel,
+    }
     return report
 
 
@@ -325,8 +377,14 @@ def inverted_set_name(attack: str) -> str:
     return f"inverted ({attack}, 2 guesses)"
 
 
-def invert_views(mags: dict[str, np.ndarray], orig: dict[str, np.ndarray], faces: dict[str, FaceLandmarks | None],
-                 attack: Attack, kernel: str, progress: Callable[[str], None] | None = None) -> dict[str, list]:
+def invert_views(
+    mags: dict[str, np.ndarray],
+    orig: dict[str, np.ndarray],
+    faces: dict[str, FaceLandmarks | None],
+    attack: Attack,
+    kernel: str,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list]:
     """key -> [x, 1 - x]: the attack's grey image at the original's size, in both polarities
     (|g| has no sign, so the attacker tries both). Views without a face are not scored: skipped."""
     from .inversion import invert_gradient_magnitude
@@ -354,8 +412,11 @@ def shade_mesh_frames(mesh: Path, dataset, names: set[str] | None = None) -> dic
 
     V, F = load_mesh(mesh, "mesh")
     V = dataset.to_normalised(V)  # cameras live in the normalised world
-    return {f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0] for f in dataset.frames
-            if names is None or f.name in names}
+    return {
+        f.name: shade_mesh(V, F, f.K, f.w2c, f.width, f.height)[0]
+        for f in dataset.frames
+        if names is None or f.name in names
+    }
 
 
 def _load_dataset_quietly(folder: Path):
@@ -376,8 +437,10 @@ def _load_dataset_quietly(folder: Path):
 def _check_overlap(found: dict, flag: str, orig_files: dict) -> None:
     if not found:
         some = ", ".join(list(orig_files)[:3])
-        raise PrivsplatError(f"{flag}: no file matches an original by name (originals are e.g. {some}); "
-                             "files are matched by their path relative to the folder, without the suffix")
+        raise PrivsplatError(
+            f"{flag}: no file matches an original by name (originals are e.g. {some}); "
+            "files are matched by their path relative to the folder, without the suffix"
+        )
 
 
 def _str(p):
@@ -396,6 +459,7 @@ BASELINE_RENDERS = "full-RGB run renders"
 @dataclass
 class RunViews:
     """Everything the report scores for one run, keyed by sensitive frame name."""
+
     originals: dict[str, np.ndarray]
     faces: dict[str, FaceLandmarks | None]
     sets: dict[str, dict[str, object]]
@@ -405,8 +469,8 @@ class RunViews:
 @dataclass(frozen=True)
 class FitRun:
     folder: Path
-    dataset: object   # privsplat.data.Dataset the run was fitted on (normalised frame)
-    config: dict      # FitConfig as a flat dict (config.yaml's "config")
+    dataset: object  # privsplat.data.Dataset the run was fitted on (normalised frame)
+    config: dict  # FitConfig as a flat dict (config.yaml's "config")
     run: RunFolder
 
 
@@ -455,14 +519,22 @@ def load_originals(folder: Path) -> dict[str, np.ndarray]:
         return {k: read_image(p) for k, p in list_views(folder, what="--originals").items()}
     dataset = _load_dataset_quietly(folder)
     if dataset.frames_of("protected"):
-        raise PrivsplatError(f"--originals {folder} is a protected folder (its sensitive views hold only "
-                             "|g|); pass the unprotected folder you ran `privsplat protect` on")
+        raise PrivsplatError(
+            f"--originals {folder} is a protected folder (its sensitive views hold only "
+            "|g|); pass the unprotected folder you ran `privsplat protect` on"
+        )
     return {f.name: load_rgb(f) for f in dataset.frames}
 
 
-def collect_run_views(run: Path, originals: Path, attack: Attack = "optim", baseline_run: Path | None = None,
-                      device: str = "auto", kernel: str | None = None,
-                      progress: Callable[[str], None] | None = None) -> RunViews:
+def collect_run_views(
+    run: Path,
+    originals: Path,
+    attack: Attack = "optim",
+    baseline_run: Path | None = None,
+    device: str = "auto",
+    kernel: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunViews:
     """The originals of the run's sensitive (protected) views and every candidate set for them:
     the protected |g| images, the attack on them, renders of the fitted model's colour and shaded
     renders of RUN/mesh.ply from the same cameras, and (baseline_run) renders of a full-RGB fit.
@@ -477,16 +549,20 @@ def collect_run_views(run: Path, originals: Path, attack: Attack = "optim", base
         raise PrivsplatError(f"--run {run} has no mesh.ply; finish the fit or run `privsplat mesh --run {run}`")
     sensitive = fit.dataset.frames_of("protected")
     if not sensitive:
-        raise PrivsplatError(f"--run {run} was fitted on {fit.dataset.root}, which has no protected views: "
-                             "nothing sensitive to score. Pass a run fitted on a `privsplat protect` output "
-                             "(a full-RGB run goes in --baseline-run)")
+        raise PrivsplatError(
+            f"--run {run} was fitted on {fit.dataset.root}, which has no protected views: "
+            "nothing sensitive to score. Pass a run fitted on a `privsplat protect` output "
+            "(a full-RGB run goes in --baseline-run)"
+        )
     all_orig = load_originals(originals)
     names = {f.name for f in sensitive}
     orig = {k: v for k, v in all_orig.items() if k in names}
     if not orig:
-        raise PrivsplatError(f"--originals {originals}: no view is named like a protected view of the run "
-                             f"(e.g. {', '.join(sorted(names)[:3])}; originals are e.g. "
-                             f"{', '.join(list(all_orig)[:3])}); pass the folder the run's data was protected from")
+        raise PrivsplatError(
+            f"--originals {originals}: no view is named like a protected view of the run "
+            f"(e.g. {', '.join(sorted(names)[:3])}; originals are e.g. "
+            f"{', '.join(list(all_orig)[:3])}); pass the folder the run's data was protected from"
+        )
     missing = sorted(names - set(orig))
     say(f"finding faces in {len(orig)} original(s) of the {len(names)} protected view(s)")
     faces = {k: find_face(img) for k, img in orig.items()}
@@ -509,17 +585,33 @@ def collect_run_views(run: Path, originals: Path, attack: Attack = "optim", base
         say(f"rendering the full-RGB run {baseline_run} from the same cameras")
         sets[BASELINE_RENDERS] = render_run_views(base, set(orig), device)
         if not sets[BASELINE_RENDERS]:
-            raise PrivsplatError(f"--baseline-run {baseline_run} has no frame named like the protected views "
-                                 f"(e.g. {', '.join(sorted(orig)[:3])}); fit it on the unprotected folder")
-    inputs = {"run": str(run), "originals": str(originals), "data": str(fit.dataset.root),
-              "baseline_run": _str(baseline_run), "attack": attack, "kernel": kernel,
-              "protected_views": len(names), "protected_without_original": missing}
+            raise PrivsplatError(
+                f"--baseline-run {baseline_run} has no frame named like the protected views "
+                f"(e.g. {', '.join(sorted(orig)[:3])}); fit it on the unprotected folder"
+            )
+    inputs = {
+        "run": str(run),
+        "originals": str(originals),
+        "data": str(fit.dataset.root),
+        "baseline_run": _str(baseline_run),
+        "attack": attack,
+        "kernel": kernel,
+        "protected_views": len(names),
+        "protected_without_original": missing,
+    }
     return RunViews(orig, faces, sets, inputs)
 
 
-def evaluate_privacy_run(run: Path, originals: Path, attack: Attack = "optim", threshold: float = VERIFY_THRESHOLD,
-                         baseline_run: Path | None = None, device: str = "auto", kernel: str | None = None,
-                         progress: Callable[[str], None] | None = None) -> dict:
+def evaluate_privacy_run(
+    run: Path,
+    originals: Path,
+    attack: Attack = "optim",
+    threshold: float = VERIFY_THRESHOLD,
+    baseline_run: Path | None = None,
+    device: str = "auto",
+    kernel: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """verification_report's dict for a fit run (see collect_run_views), with its inputs."""
     views = collect_run_views(run, originals, attack, baseline_run, device, kernel, progress)
     if progress:

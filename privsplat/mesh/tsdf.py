@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MeshParams:
-    voxel: float          # normalised units
+    voxel: float  # normalised units
     sdf_trunc: float
     depth_trunc: float
-    resolution: int       # depth-map long side
+    resolution: int  # depth-map long side
     n_views: int
     clusters: int
 
@@ -59,8 +59,7 @@ def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> li
     return cams
 
 
-def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int,
-                voxel: float = 0.0) -> MeshParams:
+def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int, voxel: float = 0.0) -> MeshParams:
     """2DGS's auto rule (depth_trunc = 2 x camera radius, sdf_trunc = 5 voxels), with the voxel
     no finer than the depth maps can support: about one pixel's footprint on the object."""
 
@@ -70,8 +69,14 @@ def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int,
         f0 = dataset.frames[0]
         focal = f0.K[0, 0] * resolution / max(f0.width, f0.height)
         voxel = max(depth_trunc / 1024, cam_radius / focal)
-    return MeshParams(voxel=voxel, sdf_trunc=5 * voxel, depth_trunc=depth_trunc, resolution=resolution,
-                      n_views=n_views, clusters=clusters)
+    return MeshParams(
+        voxel=voxel,
+        sdf_trunc=5 * voxel,
+        depth_trunc=depth_trunc,
+        resolution=resolution,
+        n_views=n_views,
+        clusters=clusters,
+    )
 
 
 def fuse_tsdf(depths: list[tuple[np.ndarray, Cameras]], params: MeshParams) -> tuple[np.ndarray, np.ndarray]:
@@ -80,24 +85,44 @@ def fuse_tsdf(depths: list[tuple[np.ndarray, Cameras]], params: MeshParams) -> t
     import open3d.core as o3c
 
     vbg = o3d.t.geometry.VoxelBlockGrid(
-        attr_names=("tsdf", "weight"), attr_dtypes=(o3c.float32, o3c.float32), attr_channels=((1), (1)),
-        voxel_size=float(params.voxel), block_resolution=8, block_count=100000, device=o3c.Device("CPU:0"))
+        attr_names=("tsdf", "weight"),
+        attr_dtypes=(o3c.float32, o3c.float32),
+        attr_channels=((1), (1)),
+        voxel_size=float(params.voxel),
+        block_resolution=8,
+        block_count=100000,
+        device=o3c.Device("CPU:0"),
+    )
     for depth, cam in depths:
         if not (depth > 0).any():
             continue
         img = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
         K = o3c.Tensor(cam.Ks[0].double().cpu().numpy())
         w2c = o3c.Tensor(cam.viewmats[0].double().cpu().numpy())
-        coords = vbg.compute_unique_block_coordinates(img, K, w2c, depth_scale=1.0,
-                                                      depth_max=float(params.depth_trunc),
-                                                      trunc_voxel_multiplier=params.sdf_trunc / params.voxel)
-        vbg.integrate(coords, img, K, w2c, depth_scale=1.0, depth_max=float(params.depth_trunc),
-                      trunc_voxel_multiplier=params.sdf_trunc / params.voxel)
+        coords = vbg.compute_unique_block_coordinates(
+            img,
+            K,
+            w2c,
+            depth_scale=1.0,
+            depth_max=float(params.depth_trunc),
+            trunc_voxel_multiplier=params.sdf_trunc / params.voxel,
+        )
+        vbg.integrate(
+            coords,
+            img,
+            K,
+            w2c,
+            depth_scale=1.0,
+            depth_max=float(params.depth_trunc),
+            trunc_voxel_multiplier=params.sdf_trunc / params.voxel,
+        )
     mesh = vbg.extract_triangle_mesh().to_legacy()
     V, F = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     if len(F) == 0:
-        raise PrivsplatError("TSDF fusion produced an empty mesh: the rendered depth maps are empty; "
-                             "check that the fit converged (renders/ in the run folder) or raise --mesh-voxel")
+        raise PrivsplatError(
+            "TSDF fusion produced an empty mesh: the rendered depth maps are empty; "
+            "check that the fit converged (renders/ in the run folder) or raise --mesh-voxel"
+        )
     return keep_largest_clusters(V, F, params.clusters)
 
 
@@ -115,8 +140,16 @@ def keep_largest_clusters(V: np.ndarray, F: np.ndarray, n: int) -> tuple[np.ndar
     return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
 
 
-def extract_mesh(model, dataset: Dataset, *, resolution: int, n_orbit: int, clusters: int = 1,
-                 voxel: float = 0.0, backend: str = "auto") -> tuple[np.ndarray, np.ndarray, MeshParams]:
+def extract_mesh(
+    model,
+    dataset: Dataset,
+    *,
+    resolution: int,
+    n_orbit: int,
+    clusters: int = 1,
+    voxel: float = 0.0,
+    backend: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, MeshParams]:
     """Render median depth from the training cameras + an orbit, fuse, and return the mesh in the
     INPUT's units and frame (dataset.to_input_units)."""
     cams = fusion_cameras(model, dataset, resolution, n_orbit)

@@ -95,8 +95,7 @@ def detect_face(rgb: np.ndarray, detectors) -> Detection:
     return Detection(False, "no face found")
 
 
-def pose_rule(detections: list[Detection], directions: np.ndarray, neutral_angle_deg: float
-              ) -> list[tuple[bool, str]]:
+def pose_rule(detections: list[Detection], directions: np.ndarray, neutral_angle_deg: float) -> list[tuple[bool, str]]:
     """(sensitive, reason) per view from the detections and the view directions."""
     found = [d.found for d in detections]
     if not any(found):
@@ -113,6 +112,11 @@ def pose_rule(detections: list[Detection], directions: np.ndarray, neutral_angle
         elif angle >= neutral_angle_deg:
             out.append((False, f"no face found and {angle:.0f}° from the face direction (>= {neutral_angle_deg:g}°)"))
         else:
-            out.append((True, f"no face found, but only {angle:.0f}° from the face direction "
-                              f"(< {neutral_angle_deg:g}°): a missed face is likely"))
+            out.append(
+                (
+                    True,
+                    f"no face found, but only {angle:.0f}° from the face direction "
+                    f"(< {neutral_angle_deg:g}°): a missed face is likely",
+                )
+            )
     return out

@@ -47,15 +47,17 @@ def parse_sensitive(spec: str, names: list[str]) -> set[str] | str:
         raise PrivsplatError("--sensitive lists no frame; use auto, all, none, a comma-separated list or @FILE")
     unknown = [n for n in listed if n not in names]
     if unknown:
-        raise PrivsplatError(f"--sensitive names unknown frame(s) {unknown[:10]}; valid names: "
-                             f"{', '.join(names[:50])}{' ...' if len(names) > 50 else ''}")
+        raise PrivsplatError(
+            f"--sensitive names unknown frame(s) {unknown[:10]}; valid names: "
+            f"{', '.join(names[:50])}{' ...' if len(names) > 50 else ''}"
+        )
     return set(listed)
 
 
 def choose_sensitive(dataset, spec: str, neutral_angle_deg: float = 120.0) -> dict[str, tuple[bool, str]]:
     """name -> (sensitive, reason) for every frame, per --sensitive."""
-    from ..data import load_rgb
     from ..cameras import view_directions
+    from ..data import load_rgb
     from .detect import available_detectors, detect_face, pose_rule
 
     names = [f.name for f in dataset.frames]
@@ -65,12 +67,12 @@ def choose_sensitive(dataset, spec: str, neutral_angle_deg: float = 120.0) -> di
     if choice == "none":
         return {n: (False, "--sensitive none: kept as RGB") for n in names}
     if isinstance(choice, set):
-        return {n: (n in choice, "listed in --sensitive" if n in choice else "not listed in --sensitive")
-                for n in names}
+        return {
+            n: (n in choice, "listed in --sensitive" if n in choice else "not listed in --sensitive") for n in names
+        }
     detectors = available_detectors()
     if not detectors:
-        return {n: (True, "no face detector available (install dlib-bin): protecting every view")
-                for n in names}
+        return {n: (True, "no face detector available (install dlib-bin): protecting every view") for n in names}
     detections = [detect_face(load_rgb(f), detectors) for f in dataset.frames]
     dirs = view_directions(dataset.w2cs())
     return dict(zip(names, pose_rule(detections, dirs, neutral_angle_deg)))
@@ -133,17 +135,30 @@ def find_regions(ds, spec: str, verbose: bool) -> tuple[dict[str, np.ndarray], d
             if mask is not None and mask.any():
                 found[f.name] = text.ViewRegion(mask, f"region mask {path / (f.name + '.png')}", [])
     else:
-        raise PrivsplatError(f"--sensitive-regions takes auto, a folder of <frame>.png masks or a .json of "
-                             f"boxes; got {spec!r}")
+        raise PrivsplatError(
+            f"--sensitive-regions takes auto, a folder of <frame>.png masks or a .json of boxes; got {spec!r}"
+        )
     decisions = {f.name: (False, "no sensitive region found or given") for f in ds.frames}
     decisions.update(text.decisions(found))
     return {n: r.mask for n, r in found.items() if r.mask.any()}, decisions
 
 
-def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_masks: str | Path | None = None,
-            *, kernel: str = "sobel", blur_sigma: float = 0.0, resolution: int = 64,
-            neutral_angle_deg: float = 120.0, overwrite: bool = False, dilate_px: int = REGION_DILATE_PX,
-            verbose: bool = True, max_size: int | None = None, sensitive_regions: str | None = None) -> dict[str, tuple[bool, str]]:
+def protect(
+    data: str | Path,
+    out: str | Path,
+    sensitive: str = "auto",
+    region_masks: str | Path | None = None,
+    *,
+    kernel: str = "sobel",
+    blur_sigma: float = 0.0,
+    resolution: int = 64,
+    neutral_angle_deg: float = 120.0,
+    overwrite: bool = False,
+    dilate_px: int = REGION_DILATE_PX,
+    verbose: bool = True,
+    max_size: int | None = None,
+    sensitive_regions: str | None = None,
+) -> dict[str, tuple[bool, str]]:
     """Protect `data` into `out` (see the module docstring); return name -> (sensitive, reason).
 
     kernel, blur_sigma, resolution: σ's parameters (SigmaParams). dilate_px: how far the
@@ -221,21 +236,36 @@ def protect(data: str | Path, out: str | Path, sensitive: str = "auto", region_m
                 write_png(image_path, np.round(np.clip(mag / scale, 0, 1) * 65535).astype(np.uint16))
             del rgb  # nothing below may touch the RGB of this view
             kind = "protected" if sens else "rgb"
-            new = Frame(frame.name, kind, image_path, frame.K, frame.w2c, frame.width, frame.height,
-                        mask_path=paths.get("mask_path"))
+            new = Frame(
+                frame.name,
+                kind,
+                image_path,
+                frame.K,
+                frame.w2c,
+                frame.width,
+                frame.height,
+                mask_path=paths.get("mask_path"),
+            )
             entry = frame_to_nerfstudio(new, tmp, frame.extra["w2c_input"])
             entry["privsplat_kind"] = kind
             if sens:
                 entry["privsplat_magnitude_scale"] = scale
                 entry["privsplat_protected_size"] = list(protected_size(frame.width, frame.height, params.resolution))
-                for key, attr in (("privsplat_region_path", "region_mask_path"),
-                                  ("privsplat_rgb_outside_path", "rgb_outside_path")):
+                for key, attr in (
+                    ("privsplat_region_path", "region_mask_path"),
+                    ("privsplat_rgb_outside_path", "rgb_outside_path"),
+                ):
                     if attr in paths:
                         entry[key] = paths[attr].relative_to(tmp).as_posix()
             entries.append(entry)
             manifest_frames.append({"name": frame.name, "kind": kind, "region": region is not None, "reason": why})
-        pio.write_json(tmp / "transforms.json", {
-            "camera_model": "PINHOLE", "frames": entries,
-            "privsplat_normalisation": {"center": ds.center, "scale": ds.scale, "rule": ds.normalisation}})
+        pio.write_json(
+            tmp / "transforms.json",
+            {
+                "camera_model": "PINHOLE",
+                "frames": entries,
+                "privsplat_normalisation": {"center": ds.center, "scale": ds.scale, "rule": ds.normalisation},
+            },
+        )
         write_manifest(tmp, params, manifest_frames)
     return decisions

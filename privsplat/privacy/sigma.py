@@ -18,10 +18,9 @@ import math
 
 import numpy as np
 
-from ..errors import PrivsplatError
-
 # σ's parameter record belongs to the protected-folder format (the manifest stores it).
 from ..data.protected import KERNELS, Kernel, SigmaParams, protected_size  # noqa: F401 (re-exported)
+from ..errors import PrivsplatError
 
 # Derivative [-1, 0, 1]/2 along the axis; smoothing across it, normalised to sum 1.
 _SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "scharr": (3.0, 10.0, 3.0), "central": (0.0, 1.0, 0.0)}
@@ -68,7 +67,7 @@ def _gradient_magnitude_torch(image, params: SigmaParams):
     smooth = torch.tensor(_SMOOTHING[params.kernel], dtype=x.dtype, device=x.device)
     smooth = smooth / smooth.sum()
     deriv = torch.tensor((-0.5, 0.0, 0.5), dtype=x.dtype, device=x.device)
-    kx = (smooth[:, None] * deriv[None, :])  # rows smooth along y, columns differentiate along x
+    kx = smooth[:, None] * deriv[None, :]  # rows smooth along y, columns differentiate along x
     ky = kx.T.contiguous()
     weight = torch.stack([kx, ky])[:, None]  # [2, 1, 3, 3]
     B = x.shape[0]

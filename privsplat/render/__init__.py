@@ -68,11 +68,11 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
 
 
 def rasterize(
-    means: torch.Tensor,        # [N,3]
-    quats: torch.Tensor,        # [N,4] wxyz, need not be normalised
-    scales: torch.Tensor,       # [N,2] or [N,3] (third ignored), positive (not log)
-    opacities: torch.Tensor,    # [N] in (0,1)
-    colors: torch.Tensor,       # [N,D], [C,N,D], or SH coefficients [N,K,3] with sh_degree
+    means: torch.Tensor,  # [N,3]
+    quats: torch.Tensor,  # [N,4] wxyz, need not be normalised
+    scales: torch.Tensor,  # [N,2] or [N,3] (third ignored), positive (not log)
+    opacities: torch.Tensor,  # [N] in (0,1)
+    colors: torch.Tensor,  # [N,D], [C,N,D], or SH coefficients [N,K,3] with sh_degree
     cameras: Cameras,
     *,
     sh_degree: int | None = None,
@@ -102,6 +102,18 @@ def rasterize(
         from .numba_backend import rasterize_numba as impl
     else:
         from .torch_backend import rasterize_torch as impl
-    return impl(means, quats, scales, opacities, colors, cameras, sh_degree=sh_degree,
-                backgrounds=backgrounds, near_plane=near_plane, far_plane=far_plane,
-                depth_convention=depth_convention, absgrad=absgrad, lowpass=lowpass)
+    return impl(
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        cameras,
+        sh_degree=sh_degree,
+        backgrounds=backgrounds,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        depth_convention=depth_convention,
+        absgrad=absgrad,
+        lowpass=lowpass,
+    )

@@ -120,10 +120,14 @@ def bench_case(backend: str, device: str, n: int, size: int, repeats: int, seed:
     n_pairs = out.meta.get("n_pairs", out.meta.get("n_isects"))
     fwd_bwd()
     result = {
-        "backend": backend, "device": _device_name(dev), "n_surfels": n, "size": size,
+        "backend": backend,
+        "device": _device_name(dev),
+        "n_surfels": n,
+        "size": size,
         "fwd_ms": round(_time(fwd, repeats, dev), 3),
         "fwd_bwd_ms": round(_time(fwd_bwd, repeats, dev), 3),
-        "n_pairs": n_pairs, "n_candidates": out.meta.get("n_candidates"),
+        "n_pairs": n_pairs,
+        "n_candidates": out.meta.get("n_candidates"),
         "coverage": round(float((out.alpha > 0.5).float().mean()), 3),
     }
     if backend == "gsplat":
@@ -141,7 +145,8 @@ def _raw_gsplat_ms(params, cams, repeats, dev) -> float:
 
     def step():
         render, alpha, normals, surf, distort, median, _ = rasterization_2dgs(
-            *gsplat_inputs(*params, cams, None), render_mode="RGB+ED", distloss=True)
+            *gsplat_inputs(*params, cams, None), render_mode="RGB+ED", distloss=True
+        )
         consistency = (1 - (normals * surf).sum(-1)).mean()
         loss = render[..., :3].mean() + alpha.mean() + consistency + distort.mean() + 1e-2 * render[..., 3:].mean()
         loss.backward()

@@ -13,13 +13,13 @@ from ..errors import PrivsplatError
 from .sh import MAX_SH_DEGREE, eval_sh
 
 # gsplat 1.5.3's 2DGS constants, shared by every CPU backend.
-ALPHA_MIN = 1.0 / 255.0      # gsplat ALPHA_THRESHOLD
-ALPHA_MAX = 0.999            # gsplat clamps alpha here
-T_MIN = 1e-4                 # a pixel is done once T would drop to this (exclusive)
-LOWPASS = 2.0                # gsplat FILTER_INV_SQUARE_2DGS: 2D kernel exp(-|d|^2)
+ALPHA_MIN = 1.0 / 255.0  # gsplat ALPHA_THRESHOLD
+ALPHA_MAX = 0.999  # gsplat clamps alpha here
+T_MIN = 1e-4  # a pixel is done once T would drop to this (exclusive)
+LOWPASS = 2.0  # gsplat FILTER_INV_SQUARE_2DGS: 2D kernel exp(-|d|^2)
 LOWPASS_MODES = ("area", "gsplat")  # see lowpass_offset
-RADIUS_SIGMAS = 3.33         # gsplat: radius = ceil(3.33 * extent)
-EXPECTED_DEPTH_EPS = 1e-10   # gsplat clamps alpha before dividing accumulated depth
+RADIUS_SIGMAS = 3.33  # gsplat: radius = ceil(3.33 * extent)
+EXPECTED_DEPTH_EPS = 1e-10  # gsplat clamps alpha before dividing accumulated depth
 
 
 def check_lowpass(lowpass: str) -> None:
@@ -54,11 +54,13 @@ def lowpass_offset(M0: torch.Tensor, M1: torch.Tensor, M2: torch.Tensor) -> torc
     j01 = (M0[:, 1] * z - M0[:, 2] * M2[:, 1]) * inv_z2
     j10 = (M1[:, 0] * z - M1[:, 2] * M2[:, 0]) * inv_z2
     j11 = (M1[:, 1] * z - M1[:, 2] * M2[:, 1]) * inv_z2
-    det = (j00 * j11 - j01 * j10) ** 2                    # det S
-    tr = j00 ** 2 + j01 ** 2 + j10 ** 2 + j11 ** 2        # tr S
+    det = (j00 * j11 - j01 * j10) ** 2  # det S
+    tr = j00**2 + j01**2 + j10**2 + j11**2  # tr S
     s2 = 1.0 / LOWPASS
     tiny = 1e-30  # an edge-on surfel: c ~ 0, kept finite
-    area = torch.log(det + s2 * tr + s2 * s2) - torch.log(det.clamp_min(tiny))  # det(S + s^2 I) = det S + s^2 tr S + s^4
+    area = torch.log(det + s2 * tr + s2 * s2) - torch.log(
+        det.clamp_min(tiny)
+    )  # det(S + s^2 I) = det S + s^2 tr S + s^4
     isotropy = torch.log((4.0 * det / (tr * tr).clamp_min(tiny)).clamp_min(tiny))
     return area - 2.0 * isotropy
 
@@ -66,9 +68,11 @@ def lowpass_offset(M0: torch.Tensor, M1: torch.Tensor, M2: torch.Tensor) -> torc
 def quat_axes(quats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The columns (x, y, z axes) of the rotations of [N,4] wxyz quaternions (any norm), [N,3] each."""
     w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return (torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1),
-            torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1),
-            torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], -1))
+    return (
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1),
+        torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1),
+        torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], -1),
+    )
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -97,15 +101,19 @@ def check_render_inputs(means, quats, scales, opacities, colors, cameras, sh_deg
             fail(f"sh_degree must be between 0 and {MAX_SH_DEGREE}, got {sh_degree}")
         ok = (colors.dim() == 3 and colors.shape[0] == N) or (colors.dim() == 4 and colors.shape[:2] == (C, N))
         if not ok or colors.shape[-1] != 3:
-            fail(f"with sh_degree, colors must be SH coefficients [N,K,3] or [C,N,K,3] (N={N}, C={C}), "
-                 f"got {list(colors.shape)}")
+            fail(
+                f"with sh_degree, colors must be SH coefficients [N,K,3] or [C,N,K,3] (N={N}, C={C}), "
+                f"got {list(colors.shape)}"
+            )
         if colors.shape[-2] < (sh_degree + 1) ** 2:
             fail(f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} coefficients, got {colors.shape[-2]}")
     else:
         ok = (colors.dim() == 2 and colors.shape[0] == N) or (colors.dim() == 3 and colors.shape[:2] == (C, N))
         if not ok:
-            fail(f"colors must be [N,D] or [C,N,D] (N={N}, C={C}), got {list(colors.shape)}; "
-                 "pass sh_degree for SH coefficients")
+            fail(
+                f"colors must be [N,D] or [C,N,D] (N={N}, C={C}), got {list(colors.shape)}; "
+                "pass sh_degree for SH coefficients"
+            )
     D = 3 if sh_degree is not None else colors.shape[-1]
     if backgrounds is not None and backgrounds.shape != (C, D):
         fail(f"backgrounds must be [C,D] = [{C},{D}], got {list(backgrounds.shape)}")
@@ -124,8 +132,7 @@ def depth_to_normals(depth: torch.Tensor, alpha: torch.Tensor, cameras: Cameras)
     dev, dt = depth.device, depth.dtype
     Ks = cameras.Ks.to(dev, dt)
     c2w = torch.linalg.inv(cameras.viewmats.to(dev, dt))
-    ys, xs = torch.meshgrid(torch.arange(H, device=dev, dtype=dt), torch.arange(W, device=dev, dtype=dt),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, device=dev, dtype=dt), torch.arange(W, device=dev, dtype=dt), indexing="ij")
     fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
     cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
     dirs = torch.stack([(xs - cx + 0.5) / fx, (ys - cy + 0.5) / fy, torch.ones_like(xs).expand(C, H, W)], -1)
@@ -137,7 +144,7 @@ def depth_to_normals(depth: torch.Tensor, alpha: torch.Tensor, cameras: Cameras)
     d_cols = pts[:, 1:-1, 2:] - pts[:, 1:-1, :-2]
     inner = F.normalize(torch.linalg.cross(d_rows, d_cols), dim=-1)
     full = alpha[..., 0] > 0
-    ok = (full[:, 1:-1, 1:-1] & full[:, 2:, 1:-1] & full[:, :-2, 1:-1] & full[:, 1:-1, 2:] & full[:, 1:-1, :-2])
+    ok = full[:, 1:-1, 1:-1] & full[:, 2:, 1:-1] & full[:, :-2, 1:-1] & full[:, 1:-1, 2:] & full[:, 1:-1, :-2]
     normals[:, 1:-1, 1:-1] = inner * ok[..., None].to(dt)
     return normals
 

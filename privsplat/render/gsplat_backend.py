@@ -29,17 +29,21 @@ def _warn_center_depth_once() -> None:
     global _warned_center_depth
     if not _warned_center_depth:
         _warned_center_depth = True
-        log.warning("gsplat 1.5.3 renders surfel-centre depth only; depth_convention='intersection' "
-                    "is served as 'center' (use backend='torch' for ray-plane intersection depth)")
+        log.warning(
+            "gsplat 1.5.3 renders surfel-centre depth only; depth_convention='intersection' "
+            "is served as 'center' (use backend='torch' for ray-plane intersection depth)"
+        )
 
 
 def _warn_lowpass_once() -> None:
     global _warned_lowpass
     if not _warned_lowpass:
         _warned_lowpass = True
-        log.warning("gsplat 1.5.3 has only its own screen-space low-pass, which widens silhouettes by "
-                    "1.5-2 px (fits sit about a pixel inside); lowpass='area' is served as 'gsplat' "
-                    "(use backend='numba' or 'torch' for the area-preserving low-pass)")
+        log.warning(
+            "gsplat 1.5.3 has only its own screen-space low-pass, which widens silhouettes by "
+            "1.5-2 px (fits sit about a pixel inside); lowpass='area' is served as 'gsplat' "
+            "(use backend='numba' or 'torch' for the area-preserving low-pass)"
+        )
 
 
 def gsplat_inputs(means, quats, scales, opacities, colors, cameras: Cameras, sh_degree):
@@ -49,14 +53,35 @@ def gsplat_inputs(means, quats, scales, opacities, colors, cameras: Cameras, sh_
         scales = torch.cat([scales, torch.zeros_like(scales[:, :1])], 1)
     if sh_degree is None and colors.dim() == 2:
         colors = colors[None].expand(C, -1, -1)  # with one camera and RGB+ED, [N,D] fails
-    return (means.contiguous(), quats.contiguous(), scales.contiguous(), opacities.contiguous(),
-            colors.contiguous(), cameras.viewmats.to(means).contiguous(), cameras.Ks.to(means).contiguous(),
-            cameras.width, cameras.height)
+    return (
+        means.contiguous(),
+        quats.contiguous(),
+        scales.contiguous(),
+        opacities.contiguous(),
+        colors.contiguous(),
+        cameras.viewmats.to(means).contiguous(),
+        cameras.Ks.to(means).contiguous(),
+        cameras.width,
+        cameras.height,
+    )
 
 
-def rasterize_gsplat(means, quats, scales, opacities, colors, cameras: Cameras, *, sh_degree=None,
-                     backgrounds=None, near_plane=0.01, far_plane=1e10, depth_convention="intersection",
-                     absgrad=False, lowpass="area") -> RenderOutput:
+def rasterize_gsplat(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    cameras: Cameras,
+    *,
+    sh_degree=None,
+    backgrounds=None,
+    near_plane=0.01,
+    far_plane=1e10,
+    depth_convention="intersection",
+    absgrad=False,
+    lowpass="area",
+) -> RenderOutput:
     if not means.is_cuda:
         raise PrivsplatError("the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
     if means.dtype != torch.float32:
@@ -75,13 +100,28 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, cameras: Cameras, 
     D = 3 if sh_degree is not None else colors.shape[-1]
     render, alpha, normals, _surf_normals, distort, median, meta = rasterization_2dgs(
         *gsplat_inputs(means, quats, scales, opacities, colors, cameras, sh_degree),
-        near_plane=near_plane, far_plane=far_plane, sh_degree=sh_degree,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        sh_degree=sh_degree,
         backgrounds=None if backgrounds is None else backgrounds.to(means),
-        render_mode="RGB+ED", absgrad=absgrad, distloss=True, depth_mode="expected", packed=False)
-    depth = render[..., D:D + 1]  # already divided by alpha (clamped at 1e-10)
+        render_mode="RGB+ED",
+        absgrad=absgrad,
+        distloss=True,
+        depth_mode="expected",
+        packed=False,
+    )
+    depth = render[..., D : D + 1]  # already divided by alpha (clamped at 1e-10)
     meta = dict(meta)
-    meta.update(depth_convention="center", lowpass="gsplat", backend="gsplat", n_isects=int(meta["flatten_ids"].numel()))
+    meta.update(
+        depth_convention="center", lowpass="gsplat", backend="gsplat", n_isects=int(meta["flatten_ids"].numel())
+    )
     return RenderOutput(
-        rgb=render[..., :D], alpha=alpha, normals=normals,
-        depth_normals=depth_to_normals(depth, alpha, cameras), depth_expected=depth,
-        depth_median=median, distortion=distort, meta=meta)
+        rgb=render[..., :D],
+        alpha=alpha,
+        normals=normals,
+        depth_normals=depth_to_normals(depth, alpha, cameras),
+        depth_expected=depth,
+        depth_median=median,
+        distortion=distort,
+        meta=meta,
+    )

@@ -58,18 +58,19 @@ from .common import (
 # too old; it then uses OpenMP, which is what we want: the warning is noise for a user.
 warnings.filterwarnings("ignore", message="The TBB threading layer requires TBB", category=nb.NumbaWarning)
 
-TILE = 16           # pixels per tile side (spans are exact, so the size only sets per-entry overhead)
+TILE = 16  # pixels per tile side (spans are exact, so the size only sets per-entry overhead)
 SPAN_MARGIN = 0.01  # px added to each row span so float rounding never drops a pixel
 # Columns of the per-visible-surfel table handed to the kernels.
-COL_A, COL_B, COL_C = 0, 3, 6     # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
+COL_A, COL_B, COL_C = 0, 3, 6  # a, b, c: (u, v, 1) ~ a x + b y + c  (3 each)
 COL_M2D, COL_OPAC, COL_M2 = 9, 11, 12  # projected centre (2), opacity, row M2 = (t20, t21, z)
-COL_LP = 15                       # low-pass offset (_lowpass_offset; 0 for lowpass="gsplat")
-COL_FEAT = 16                     # colours (D), then normals (3)
+COL_LP = 15  # low-pass offset (_lowpass_offset; 0 for lowpass="gsplat")
+COL_FEAT = 16  # colours (D), then normals (3)
 
 
 # ---------------------------------------------------------------------------------------
 # Per-surfel geometry (no grad)
 # ---------------------------------------------------------------------------------------
+
 
 @nb.njit(cache=True, error_model="numpy")
 def _support_boxes(trows, tab, W, H, bx0, bx1, by0, by1, rho2):
@@ -174,6 +175,7 @@ def _kernel(a0, a1, a2, e0, e1, e2, o, mx, dy2, lp, px):
 # Tiles
 # ---------------------------------------------------------------------------------------
 
+
 @nb.njit(cache=True, error_model="numpy")
 def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, span_off, spans, stats):
     """Per-tile surfel lists in depth order (CSR): a surfel joins a tile its row spans touch.
@@ -229,9 +231,30 @@ def _bin_tiles(tab, vc, rho2, bx0, bx1, by0, by1, n_cams, ntx, nty, span_off, sp
 # Forward / backward kernels
 # ---------------------------------------------------------------------------------------
 
+
 @nb.njit(cache=True, error_model="numpy")
-def _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                  img, t_final, d_final, last, med, tile_stats):
+def _forward_tile(
+    t,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    img,
+    t_final,
+    d_final,
+    last,
+    med,
+    tile_stats,
+):
     """Composite tile t. img [C*H*W, D+7]: colours, normals, sum w*depth, sum w, distortion,
     median depth. Per pixel: final T, sum w*z (distortion), the entry index of the last
     contributing surfel and of the median surfel (-1: none)."""
@@ -318,8 +341,29 @@ def _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, 
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                   gimg, t_final, d_final, last, med, egrad, eabs):
+def _backward_tile(
+    t,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    gimg,
+    t_final,
+    d_final,
+    last,
+    med,
+    egrad,
+    eabs,
+):
     """Per (tile, surfel) entry of tile t: the gradient of the loss w.r.t. the surfel's table
     row, summed over the tile's pixels (egrad [E, F]), and sum |d loss / d means2d| (eabs)."""
     ntx, nty = (W + TILE - 1) // TILE, (H + TILE - 1) // TILE
@@ -445,35 +489,199 @@ def _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H,
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _forward_par(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                 img, t_final, d_final, last, med, tile_stats):
+def _forward_par(
+    n_tiles,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    img,
+    t_final,
+    d_final,
+    last,
+    med,
+    tile_stats,
+):
     for t in nb.prange(n_tiles):
-        _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                      img, t_final, d_final, last, med, tile_stats)
+        _forward_tile(
+            t,
+            etab,
+            span_off,
+            spans,
+            bx0,
+            bx1,
+            by0,
+            by1,
+            off,
+            n_cams,
+            H,
+            W,
+            D,
+            center,
+            img,
+            t_final,
+            d_final,
+            last,
+            med,
+            tile_stats,
+        )
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _forward_ser(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                 img, t_final, d_final, last, med, tile_stats):
+def _forward_ser(
+    n_tiles,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    img,
+    t_final,
+    d_final,
+    last,
+    med,
+    tile_stats,
+):
     for t in range(n_tiles):
-        _forward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                      img, t_final, d_final, last, med, tile_stats)
+        _forward_tile(
+            t,
+            etab,
+            span_off,
+            spans,
+            bx0,
+            bx1,
+            by0,
+            by1,
+            off,
+            n_cams,
+            H,
+            W,
+            D,
+            center,
+            img,
+            t_final,
+            d_final,
+            last,
+            med,
+            tile_stats,
+        )
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _backward_par(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                  gimg, t_final, d_final, last, med, egrad, eabs):
+def _backward_par(
+    n_tiles,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    gimg,
+    t_final,
+    d_final,
+    last,
+    med,
+    egrad,
+    eabs,
+):
     for t in nb.prange(n_tiles):
-        _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                       gimg, t_final, d_final, last, med, egrad, eabs)
+        _backward_tile(
+            t,
+            etab,
+            span_off,
+            spans,
+            bx0,
+            bx1,
+            by0,
+            by1,
+            off,
+            n_cams,
+            H,
+            W,
+            D,
+            center,
+            gimg,
+            t_final,
+            d_final,
+            last,
+            med,
+            egrad,
+            eabs,
+        )
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _backward_ser(n_tiles, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                  gimg, t_final, d_final, last, med, egrad, eabs):
+def _backward_ser(
+    n_tiles,
+    etab,
+    span_off,
+    spans,
+    bx0,
+    bx1,
+    by0,
+    by1,
+    off,
+    n_cams,
+    H,
+    W,
+    D,
+    center,
+    gimg,
+    t_final,
+    d_final,
+    last,
+    med,
+    egrad,
+    eabs,
+):
     for t in range(n_tiles):
-        _backward_tile(t, etab, span_off, spans, bx0, bx1, by0, by1, off, n_cams, H, W, D, center,
-                       gimg, t_final, d_final, last, med, egrad, eabs)
+        _backward_tile(
+            t,
+            etab,
+            span_off,
+            spans,
+            bx0,
+            bx1,
+            by0,
+            by1,
+            off,
+            n_cams,
+            H,
+            W,
+            D,
+            center,
+            gimg,
+            t_final,
+            d_final,
+            last,
+            med,
+            egrad,
+            eabs,
+        )
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -509,6 +717,7 @@ def _sum_entries(ids, egrad, eabs, grad, absg):
 # ---------------------------------------------------------------------------------------
 # Projection (gsplat's fully_fused_projection_2dgs, as torch_backend.project_surfels)
 # ---------------------------------------------------------------------------------------
+
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _unit_quat(quats, n):
@@ -558,8 +767,7 @@ def _project(means, quats, scales, viewmats, Ks, W, H, near, far, rows, m2d, dep
             ry = math.ceil(RADIUS_SIGMAS * math.sqrt(max(my * my - sy, 1e-4)))
             d = buf[20]
             depth[c, n] = d
-            ok = (dist != 0.0 and d > near and d < far and mx + rx > 0 and mx - rx < W
-                  and my + ry > 0 and my - ry < H)
+            ok = dist != 0.0 and d > near and d < far and mx + rx > 0 and mx - rx < W and my + ry > 0 and my - ry < H
             radii[c, n, 0] = int(rx) if ok else 0
             radii[c, n, 1] = int(ry) if ok else 0
             m2d[c, n, 0] = mx if ok else 0.0
@@ -567,8 +775,9 @@ def _project(means, quats, scales, viewmats, Ks, W, H, near, far, rows, m2d, dep
             # the normal faces the camera (gsplat: dot(-n_c, mu_c) > 0)
             nc = 0.0
             for i in range(3):
-                nc += (viewmats[c, i, 0] * buf[9] + viewmats[c, i, 1] * buf[10]
-                       + viewmats[c, i, 2] * buf[11]) * buf[14 + 3 * i]
+                nc += (viewmats[c, i, 0] * buf[9] + viewmats[c, i, 1] * buf[10] + viewmats[c, i, 2] * buf[11]) * buf[
+                    14 + 3 * i
+                ]
             f = 1.0 if -nc > 0 else -1.0
             facing[c, n] = f
             for k in range(3):
@@ -576,8 +785,9 @@ def _project(means, quats, scales, viewmats, Ks, W, H, near, far, rows, m2d, dep
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _project_backward(means, quats, scales, viewmats, Ks, m2d, radii, facing, g_rows, g_m2d, g_nrm,
-                      g_means, g_quats, g_scales):
+def _project_backward(
+    means, quats, scales, viewmats, Ks, m2d, radii, facing, g_rows, g_m2d, g_nrm, g_means, g_quats, g_scales
+):
     """Chain rule of _project for every surfel, summed over cameras."""
     C, N = g_rows.shape[0], g_rows.shape[1]
     buf = np.empty(21)
@@ -598,8 +808,10 @@ def _project_backward(means, quats, scales, viewmats, Ks, m2d, radii, facing, g_
                     s = -1.0 if k == 2 else 1.0
                     gM[k] += g_m2d[c, n, 0] * s * buf[6 + k] / dist
                     gM[3 + k] += g_m2d[c, n, 1] * s * buf[6 + k] / dist
-                    gM[6 + k] += (g_m2d[c, n, 0] * s * (buf[k] - 2.0 * mx * buf[6 + k])
-                                  + g_m2d[c, n, 1] * s * (buf[3 + k] - 2.0 * my * buf[6 + k])) / dist
+                    gM[6 + k] += (
+                        g_m2d[c, n, 0] * s * (buf[k] - 2.0 * mx * buf[6 + k])
+                        + g_m2d[c, n, 1] * s * (buf[3 + k] - 2.0 * my * buf[6 + k])
+                    ) / dist
             fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
             # rows P_i of [tu_c, tv_c, mu_c]: P0 = M0 / fx .., so d/dP0 = fx dM0, d/dP2 = dM2 + cx dM0 + cy dM1
             for j in range(3):  # column j: 0 = s_u t_u, 1 = s_v t_v, 2 = mu
@@ -678,8 +890,12 @@ def _screen_jacobian(t):
     """common.lowpass_offset's J: d pixel / d (u, v) at the centre, from the rows t[0:9] of T."""
     z = t[8]
     inv_z2 = 1.0 / (z * z)
-    return ((t[0] * z - t[2] * t[6]) * inv_z2, (t[1] * z - t[2] * t[7]) * inv_z2,
-            (t[3] * z - t[5] * t[6]) * inv_z2, (t[4] * z - t[5] * t[7]) * inv_z2)
+    return (
+        (t[0] * z - t[2] * t[6]) * inv_z2,
+        (t[1] * z - t[2] * t[7]) * inv_z2,
+        (t[3] * z - t[5] * t[6]) * inv_z2,
+        (t[4] * z - t[5] * t[7]) * inv_z2,
+    )
 
 
 LP_TINY = 1e-30  # common.lowpass_offset's clamp: an edge-on surfel's offset stays finite
@@ -747,7 +963,7 @@ def _scatter_table_grad(vc, vn, area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac,
     for v in range(vc.shape[0]):
         c, n = vc[v], vn[v]
         m0, m1, m2 = trows[v, 0:3], trows[v, 3:6], trows[v, 6:9]
-        ga, gb, gc = gtab[v, COL_A:COL_A + 3], gtab[v, COL_B:COL_B + 3], gtab[v, COL_C:COL_C + 3]
+        ga, gb, gc = gtab[v, COL_A : COL_A + 3], gtab[v, COL_B : COL_B + 3], gtab[v, COL_C : COL_C + 3]
         # a = m1 x m2: d/dm1 = m2 x ga, d/dm2 = ga x m1 (and likewise for b, c)
         x1 = _cross(m2[0], m2[1], m2[2], ga[0], ga[1], ga[2])
         x2 = _cross(ga[0], ga[1], ga[2], m1[0], m1[1], m1[2])
@@ -775,6 +991,7 @@ def _scatter_table_grad(vc, vn, area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac,
 # Normals from the rendered depth (common.depth_to_normals, with its backward)
 # ---------------------------------------------------------------------------------------
 
+
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _ray(Ks, rot, c, y, x, out):
     """out = R_c2w (dir of pixel centre (x, y) with z = 1): the world point per unit depth."""
@@ -800,13 +1017,24 @@ def _depth_normals(depth, alpha, Ks, rot, out, pts):
                     out[c, y, x, i] = 0.0
         for y in range(1, H - 1):
             for x in range(1, W - 1):
-                if not (alpha[c, y, x, 0] > 0 and alpha[c, y + 1, x, 0] > 0 and alpha[c, y - 1, x, 0] > 0
-                        and alpha[c, y, x + 1, 0] > 0 and alpha[c, y, x - 1, 0] > 0):
+                if not (
+                    alpha[c, y, x, 0] > 0
+                    and alpha[c, y + 1, x, 0] > 0
+                    and alpha[c, y - 1, x, 0] > 0
+                    and alpha[c, y, x + 1, 0] > 0
+                    and alpha[c, y, x - 1, 0] > 0
+                ):
                     continue
-                r0, r1, r2 = (pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0], pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
-                              pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2])
-                q0, q1, q2 = (pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0], pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
-                              pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2])
+                r0, r1, r2 = (
+                    pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0],
+                    pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
+                    pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2],
+                )
+                q0, q1, q2 = (
+                    pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0],
+                    pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
+                    pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2],
+                )
                 m0, m1, m2 = _cross(r0, r1, r2, q0, q1, q2)
                 inv = 1.0 / max(math.sqrt(m0 * m0 + m1 * m1 + m2 * m2), 1e-12)  # F.normalize
                 out[c, y, x, 0], out[c, y, x, 1], out[c, y, x, 2] = m0 * inv, m1 * inv, m2 * inv
@@ -821,13 +1049,24 @@ def _depth_normals_backward(alpha, Ks, rot, pts, g_out, g_depth):
         g_pts[:] = 0.0
         for y in range(1, H - 1):
             for x in range(1, W - 1):
-                if not (alpha[c, y, x, 0] > 0 and alpha[c, y + 1, x, 0] > 0 and alpha[c, y - 1, x, 0] > 0
-                        and alpha[c, y, x + 1, 0] > 0 and alpha[c, y, x - 1, 0] > 0):
+                if not (
+                    alpha[c, y, x, 0] > 0
+                    and alpha[c, y + 1, x, 0] > 0
+                    and alpha[c, y - 1, x, 0] > 0
+                    and alpha[c, y, x + 1, 0] > 0
+                    and alpha[c, y, x - 1, 0] > 0
+                ):
                     continue
-                r0, r1, r2 = (pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0], pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
-                              pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2])
-                q0, q1, q2 = (pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0], pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
-                              pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2])
+                r0, r1, r2 = (
+                    pts[c, y + 1, x, 0] - pts[c, y - 1, x, 0],
+                    pts[c, y + 1, x, 1] - pts[c, y - 1, x, 1],
+                    pts[c, y + 1, x, 2] - pts[c, y - 1, x, 2],
+                )
+                q0, q1, q2 = (
+                    pts[c, y, x + 1, 0] - pts[c, y, x - 1, 0],
+                    pts[c, y, x + 1, 1] - pts[c, y, x - 1, 1],
+                    pts[c, y, x + 1, 2] - pts[c, y, x - 1, 2],
+                )
                 m0, m1, m2 = _cross(r0, r1, r2, q0, q1, q2)
                 norm = math.sqrt(m0 * m0 + m1 * m1 + m2 * m2)
                 g0, g1, g2 = g_out[c, y, x, 0], g_out[c, y, x, 1], g_out[c, y, x, 2]
@@ -862,6 +1101,7 @@ def _depth_normals_backward(alpha, Ks, rot, pts, g_out, g_depth):
 # autograd glue
 # ---------------------------------------------------------------------------------------
 
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(torch.float64).numpy())
 
@@ -881,8 +1121,13 @@ class _Project(torch.autograd.Function):
         ctx.state = (args, m2d, radii, facing, means.dtype)
         dt = means.dtype
         # rows and normals only feed _Composite: they stay float64 (no round trip through float32)
-        out = (torch.from_numpy(rows), torch.from_numpy(m2d).to(dt), torch.from_numpy(nrm),
-               torch.from_numpy(depth).to(dt), torch.from_numpy(radii))
+        out = (
+            torch.from_numpy(rows),
+            torch.from_numpy(m2d).to(dt),
+            torch.from_numpy(nrm),
+            torch.from_numpy(depth).to(dt),
+            torch.from_numpy(radii),
+        )
         ctx.mark_non_differentiable(out[3], out[4])
         return out
 
@@ -891,10 +1136,12 @@ class _Project(torch.autograd.Function):
         args, m2d, radii, facing, dt = ctx.state
         N = args[0].shape[0]
         g_means, g_quats, g_scales = np.zeros((N, 3)), np.zeros((N, 4)), np.zeros((N, 2))
-        _project_backward(*args, m2d, radii, facing, _np(g_rows), _np(g_m2d), _np(g_nrm),
-                          g_means, g_quats, g_scales)
-        return (torch.from_numpy(g_means).to(dt), torch.from_numpy(g_quats).to(dt),
-                torch.from_numpy(g_scales).to(dt)) + (None,) * 6
+        _project_backward(*args, m2d, radii, facing, _np(g_rows), _np(g_m2d), _np(g_nrm), g_means, g_quats, g_scales)
+        return (
+            torch.from_numpy(g_means).to(dt),
+            torch.from_numpy(g_quats).to(dt),
+            torch.from_numpy(g_scales).to(dt),
+        ) + (None,) * 6
 
 
 class _DepthNormals(torch.autograd.Function):
@@ -941,16 +1188,42 @@ class _Raster:
         self.span_off = np.zeros(V, np.int64)
         np.cumsum(heights[:-1], out=self.span_off[1:])
         self.spans = np.zeros((int(heights.sum()), 2), np.int64)
-        self.off, self.ids = _bin_tiles(tab, self.vc, self.rho2, self.bx0, self.bx1, self.by0, self.by1,
-                                        self.n_cams, self.ntx, self.nty, self.span_off, self.spans, self.stats)
+        self.off, self.ids = _bin_tiles(
+            tab,
+            self.vc,
+            self.rho2,
+            self.bx0,
+            self.bx1,
+            self.by0,
+            self.by1,
+            self.n_cams,
+            self.ntx,
+            self.nty,
+            self.span_off,
+            self.spans,
+            self.stats,
+        )
 
         self.etab, eint = _entry_arrays(self.ids, tab, self.span_off, self.bx0, self.bx1, self.by0, self.by1)
         self.e_span_off, self.e_bx0, self.e_bx1, self.e_by0, self.e_by1 = eint
 
     def args(self):
         """The kernels' inputs: per-entry copies of the surfel table, spans and boxes."""
-        return (self.etab, self.e_span_off, self.spans, self.e_bx0, self.e_bx1, self.e_by0, self.e_by1, self.off,
-                self.n_cams, self.H, self.W, self.D, self.center)
+        return (
+            self.etab,
+            self.e_span_off,
+            self.spans,
+            self.e_bx0,
+            self.e_bx1,
+            self.e_by0,
+            self.e_by1,
+            self.off,
+            self.n_cams,
+            self.H,
+            self.W,
+            self.D,
+            self.center,
+        )
 
 
 class _Composite(torch.autograd.Function):
@@ -964,8 +1237,9 @@ class _Composite(torch.autograd.Function):
         raster.D = D
         rows_np = _np(rows)
         tab, trows = np.empty((V, COL_FEAT + D + 3)), np.empty((V, 9))
-        _gather_table(raster.vc, raster.vn, rows_np, _np(m2d), _np(nrm), _np(opac), _np(col), _np(shift),
-                      raster.area, tab, trows)
+        _gather_table(
+            raster.vc, raster.vn, rows_np, _np(m2d), _np(nrm), _np(opac), _np(col), _np(shift), raster.area, tab, trows
+        )
         raster.prepare(tab, trows)
         n_pix = raster.n_cams * raster.H * raster.W
         img = np.empty((n_pix, D + 7), np.float32 if col.dtype == torch.float32 else np.float64)
@@ -973,8 +1247,7 @@ class _Composite(torch.autograd.Function):
         raster.last, raster.med = np.empty(n_pix, np.int64), np.empty(n_pix, np.int64)
         tile_stats = np.zeros((raster.n_tiles, 2), np.int64)
         fwd = _forward_ser if raster.threads == 1 else _forward_par
-        fwd(raster.n_tiles, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med,
-            tile_stats)
+        fwd(raster.n_tiles, *raster.args(), img, raster.t_final, raster.d_final, raster.last, raster.med, tile_stats)
         raster.n_tested, raster.n_pairs = (int(s) for s in tile_stats.sum(0))
         ctx.state = (raster, tab, trows, rows.shape, opac.shape[0], img.dtype)
         ctx.dtypes = tuple(t.dtype for t in (rows, m2d, nrm, opac, col, shift))
@@ -991,14 +1264,15 @@ class _Composite(torch.autograd.Function):
         E = raster.ids.shape[0]
         egrad, eabs = np.empty((E, tab.shape[1])), np.empty((E, 2))  # the kernel writes every row
         bwd = _backward_ser if raster.threads == 1 else _backward_par
-        bwd(raster.n_tiles, *raster.args(), gimg, raster.t_final, raster.d_final, raster.last, raster.med,
-            egrad, eabs)
+        bwd(raster.n_tiles, *raster.args(), gimg, raster.t_final, raster.d_final, raster.last, raster.med, egrad, eabs)
         gtab, absg = np.zeros_like(tab), np.zeros((tab.shape[0], 2))
         _sum_entries(raster.ids, egrad, eabs, gtab, absg)
         C, Nn = shape[0], shape[1]
         g_rows, g_m2d, g_nrm = np.zeros((C, Nn, 9)), np.zeros((C, Nn, 2)), np.zeros((C, Nn, 3))
         g_opac, g_col, g_shift = np.zeros(N), np.zeros((tab.shape[0], raster.D)), np.zeros((C, Nn, 2))
-        _scatter_table_grad(raster.vc, raster.vn, raster.area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift)
+        _scatter_table_grad(
+            raster.vc, raster.vn, raster.area, trows, gtab, g_rows, g_m2d, g_nrm, g_opac, g_col, g_shift
+        )
         if raster.absgrad_to is not None:
             means2d, fv = raster.absgrad_to
             means2d.absgrad.view(-1, 2).index_add_(0, fv, torch.from_numpy(absg).to(means2d.dtype))
@@ -1027,9 +1301,23 @@ def _use_torch_threads() -> int:
 # Entry point
 # ---------------------------------------------------------------------------------------
 
-def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *,
-                    sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
-                    depth_convention="intersection", absgrad=False, lowpass="area") -> RenderOutput:
+
+def rasterize_numba(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    cameras: Cameras,
+    *,
+    sh_degree=None,
+    backgrounds=None,
+    near_plane=0.01,
+    far_plane=1e10,
+    depth_convention="intersection",
+    absgrad=False,
+    lowpass="area",
+) -> RenderOutput:
     """Render surfels into every camera on the CPU; same outputs and meta as rasterize_torch.
 
     meta adds n_box_pixels (pixels in the surfels' support boxes, what a box-based CPU
@@ -1048,9 +1336,9 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     C, W, H, N = len(cams), cams.width, cams.height, means.shape[0]
 
     rows, means2d, normals, depths, radii = _Project.apply(
-        means, quats, scales[:, :2], cams.viewmats.detach(), cams.Ks.detach(), W, H, near_plane, far_plane)
-    tracks_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (means, quats, scales, opacities, colors))
+        means, quats, scales[:, :2], cams.viewmats.detach(), cams.Ks.detach(), W, H, near_plane, far_plane
+    )
+    tracks_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, colors))
     shift = torch.zeros((C, N, 2), dtype=dt, device=dev, requires_grad=tracks_grad)
 
     # Visible (camera, surfel) list ordered by camera, then float32 centre depth, then index
@@ -1062,7 +1350,7 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     order = np.argsort((vc.astype(np.int64) << 32) | depth_np[vc, vn].view(np.int32).astype(np.int64), kind="stable")
     vc, vn = vc[order].astype(np.int64), vn[order].astype(np.int64)
     vc_t, vn_t = torch.from_numpy(vc), torch.from_numpy(vn)
-    col = visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)     # [V,D]
+    col = visible_colors(colors, sh_degree, means, cams.centers, vc_t, vn_t)  # [V,D]
 
     raster = _Raster(vc, vn, C, H, W, depth_convention == "center")
     if absgrad and means2d.requires_grad:
@@ -1076,16 +1364,32 @@ def rasterize_numba(means, quats, scales, opacities, colors, cameras: Cameras, *
     depth_exp = wd / acc.clamp_min(EXPECTED_DEPTH_EPS)
 
     meta = {
-        "means2d": means2d, "gradient_2dgs": shift, "radii": radii, "depths": depths,
-        "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
-        "n_pairs": raster.n_pairs, "n_candidates": raster.n_tested,
-        "n_box_pixels": int(raster.stats[0]), "n_span_pixels": int(raster.stats[1]),
-        "depth_convention": depth_convention, "lowpass": lowpass, "backend": "numba",
+        "means2d": means2d,
+        "gradient_2dgs": shift,
+        "radii": radii,
+        "depths": depths,
+        "width": W,
+        "height": H,
+        "n_cameras": C,
+        "gaussian_ids": None,
+        "camera_ids": None,
+        "n_pairs": raster.n_pairs,
+        "n_candidates": raster.n_tested,
+        "n_box_pixels": int(raster.stats[0]),
+        "n_span_pixels": int(raster.stats[1]),
+        "depth_convention": depth_convention,
+        "lowpass": lowpass,
+        "backend": "numba",
     }
     if means2d.requires_grad:
         means2d.retain_grad()
     return RenderOutput(
-        rgb=rgb, alpha=acc, normals=nrm_img,
+        rgb=rgb,
+        alpha=acc,
+        normals=nrm_img,
         depth_normals=_DepthNormals.apply(depth_exp, acc.detach(), cams.Ks, cams.viewmats),
-        depth_expected=depth_exp, depth_median=median, distortion=distortion, meta=meta)
-
+        depth_expected=depth_exp,
+        depth_median=median,
+        distortion=distortion,
+        meta=meta,
+    )

@@ -51,22 +51,23 @@ from .common import (  # noqa: F401 (constants re-exported for the tests)
     visible_colors,
 )
 
-DENSE_CHUNK = 1 << 22        # elements per dense pre-pass block (bounds peak memory)
+DENSE_CHUNK = 1 << 22  # elements per dense pre-pass block (bounds peak memory)
 
 
 # ---------------------------------------------------------------------------------------
 # Projection
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass
 class Projection:
     """Per (camera, surfel) quantities, [C, N, ...]."""
 
     rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # M0, M1, M2 [C,N,3]: rows of T
-    means2d: torch.Tensor         # [C,N,2] gsplat's projected centre (0 where culled)
-    depths: torch.Tensor          # [C,N] camera z of the centre
-    radii: torch.Tensor           # [C,N,2] int32, 0 = culled
-    normals: torch.Tensor         # [C,N,3] world-space surfel normal, flipped toward the camera
+    means2d: torch.Tensor  # [C,N,2] gsplat's projected centre (0 where culled)
+    depths: torch.Tensor  # [C,N] camera z of the centre
+    radii: torch.Tensor  # [C,N,2] int32, 0 = culled
+    normals: torch.Tensor  # [C,N,3] world-space surfel normal, flipped toward the camera
 
     @property
     def ray_transforms(self) -> torch.Tensor:
@@ -74,19 +75,27 @@ class Projection:
         return torch.stack(self.rows, dim=-2)
 
 
-def project_surfels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
-                    viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
-                    near_plane: float = 0.01, far_plane: float = 1e10) -> Projection:
+def project_surfels(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Projection:
     """gsplat's fully_fused_projection_2dgs (non-packed), written with autograd-friendly ops.
 
     Like gsplat, the intrinsics' skew K[0,1] is ignored.
     """
     Rt, t_cw = viewmats[:, :3, :3].transpose(1, 2), viewmats[:, :3, 3]
     ax_u, ax_v, ax_n = quat_axes(quats)
-    means_c = means @ Rt + t_cw[:, None]                                     # [C,N,3]
+    means_c = means @ Rt + t_cw[:, None]  # [C,N,3]
     tu_c = (ax_u * scales[:, :1]) @ Rt
     tv_c = (ax_v * scales[:, 1:2]) @ Rt
-    P0, P1, P2 = torch.stack([tu_c, tv_c, means_c], -1).unbind(-2)           # rows of [s_u t_u, s_v t_v, mu_c]
+    P0, P1, P2 = torch.stack([tu_c, tv_c, means_c], -1).unbind(-2)  # rows of [s_u t_u, s_v t_v, mu_c]
     fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
     cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
     M0, M1, M2 = fx * P0 + cx * P2, fy * P1 + cy * P2, P2
@@ -103,19 +112,24 @@ def project_surfels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tens
         radius = torch.ceil(RADIUS_SIGMAS * extent)
         depth = means_c[..., 2]
         valid = ok_distance & (depth > near_plane) & (depth < far_plane)
-        valid &= ((means2d[..., 0] + radius[..., 0] > 0) & (means2d[..., 0] - radius[..., 0] < width)
-                  & (means2d[..., 1] + radius[..., 1] > 0) & (means2d[..., 1] - radius[..., 1] < height))
+        valid &= (
+            (means2d[..., 0] + radius[..., 0] > 0)
+            & (means2d[..., 0] - radius[..., 0] < width)
+            & (means2d[..., 1] + radius[..., 1] > 0)
+            & (means2d[..., 1] - radius[..., 1] < height)
+        )
         radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
         # Normal: the surfel's z axis, flipped to face the camera (gsplat: dot(-n_c, mu_c) > 0).
         facing = torch.where((-((ax_n @ Rt) * means_c).sum(-1, keepdim=True)) > 0, 1.0, -1.0).to(means.dtype)
     means2d = torch.where(valid[..., None], means2d, torch.zeros_like(means2d))
-    normals = ax_n[None] * facing                                            # [C,N,3]
+    normals = ax_n[None] * facing  # [C,N,3]
     return Projection((M0, M1, M2), means2d, P2[..., 2], radii, normals)
 
 
 # ---------------------------------------------------------------------------------------
 # Column gather / scatter with cheap backward passes (index_select per row, index_add on dim 1)
 # ---------------------------------------------------------------------------------------
+
 
 def _take_columns(table: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
     # a 1-D index_select per row is ~2x faster than one 2-D gather on a CPU
@@ -197,13 +211,14 @@ class _SegmentExclusiveCumsum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         first, last = ctx.saved_tensors
-        after = g.flip(0).cumsum(0).flip(0) - g        # sum over later elements, globally
+        after = g.flip(0).cumsum(0).flip(0) - g  # sum over later elements, globally
         return after - after[last], None, None
 
 
 # ---------------------------------------------------------------------------------------
 # Candidate pairs (no grad)
 # ---------------------------------------------------------------------------------------
+
 
 def _size_ladder(limit: int) -> torch.Tensor:
     sizes, s = [1, 2, 3, 4, 5, 6, 7, 8], 8
@@ -213,8 +228,9 @@ def _size_ladder(limit: int) -> torch.Tensor:
     return torch.tensor(sizes)
 
 
-def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, lp_off: torch.Tensor,
-                   width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _support_boxes(
+    T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, lp_off: torch.Tensor, width: int, height: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-coordinate boxes [V,2] (lo, hi) that hold every pixel where alpha >= 1/255.
 
     The ray-transform kernel reaches u^2+v^2 = rho^2 = 2 ln(255 o): the exact bounding box
@@ -230,8 +246,12 @@ def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, l
     d = (Ts[:, 2] * Ts[:, 2] * sgn).sum(-1)
     bounded = d < 0
     inv_d = 1.0 / torch.where(bounded, d, -torch.ones_like(d))
-    centre = torch.stack([(Ts[:, 0] * Ts[:, 2] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 2] * sgn).sum(-1)], -1) * inv_d[:, None]
-    second = torch.stack([(Ts[:, 0] * Ts[:, 0] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 1] * sgn).sum(-1)], -1) * inv_d[:, None]
+    centre = (
+        torch.stack([(Ts[:, 0] * Ts[:, 2] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 2] * sgn).sum(-1)], -1) * inv_d[:, None]
+    )
+    second = (
+        torch.stack([(Ts[:, 0] * Ts[:, 0] * sgn).sum(-1), (Ts[:, 1] * Ts[:, 1] * sgn).sum(-1)], -1) * inv_d[:, None]
+    )
     half = (centre * centre - second).clamp_min(0.0).sqrt()
     r2d = torch.sqrt(((2.0 * torch.log(255.0 * opac) - lp_off) / LOWPASS).clamp_min(0.0))[:, None]
     lo = torch.minimum(centre - half, means2d - r2d)
@@ -242,9 +262,18 @@ def _support_boxes(T: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, l
 
 
 @torch.no_grad()
-def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tensor, lp_off: torch.Tensor,
-                     lo: torch.Tensor, hi: torch.Tensor, keybase: torch.Tensor, vbits: int,
-                     width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _candidate_pairs(
+    abc: torch.Tensor,
+    means2d: torch.Tensor,
+    opac: torch.Tensor,
+    lp_off: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    keybase: torch.Tensor,
+    vbits: int,
+    width: int,
+    height: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs (key, alpha) with alpha >= 1/255 for the visible surfels.
 
     abc [V,9]: the rows a, b, c of the per-pixel linear map (u, v, 1) ~ a x + b y + c;
@@ -274,16 +303,17 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
     start = 0
     ladder_list = ladder.tolist()
     for gid, cnt in zip(ids.tolist(), counts.tolist()):
-        members = order[start:start + cnt]
+        members = order[start : start + cnt]
         start += cnt
         if gid < 0:
             continue
         kx, ky = ladder_list[gid // len(ladder_list)], ladder_list[gid % len(ladder_list)]
         step = max(1, DENSE_CHUNK // (kx * ky))
         for s in range(0, cnt, step):
-            v = members[s:s + step]
-            k, a = _dense_block(abc[v], means2d[v], opac[v], lp_off[v], x_lo[v], y_lo[v], nx[v], ny[v],
-                                keybase[v], kx, ky, vbits, width)
+            v = members[s : s + step]
+            k, a = _dense_block(
+                abc[v], means2d[v], opac[v], lp_off[v], x_lo[v], y_lo[v], nx[v], ny[v], keybase[v], kx, ky, vbits, width
+            )
             keys.append(k)
             alphas.append(a)
     if not keys:
@@ -291,20 +321,21 @@ def _candidate_pairs(abc: torch.Tensor, means2d: torch.Tensor, opac: torch.Tenso
     return torch.cat(keys), torch.cat(alphas)
 
 
-def _dense_block(abc, m2d, opac, lp_off, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, vbits: int,
-                 width: int):
+def _dense_block(abc, m2d, opac, lp_off, x_lo, y_lo, nx, ny, keybase, kx: int, ky: int, vbits: int, width: int):
     dev, dt = abc.device, abc.dtype
     ox = torch.arange(kx, device=dev)
     oy = torch.arange(ky, device=dev)
-    px = (x_lo[:, None] + ox).to(dt) + 0.5                                   # [Vb,kx]
-    py = (y_lo[:, None] + oy).to(dt) + 0.5                                   # [Vb,ky]
+    px = (x_lo[:, None] + ox).to(dt) + 0.5  # [Vb,kx]
+    py = (y_lo[:, None] + oy).to(dt) + 0.5  # [Vb,ky]
     # only the final additions below are [Vb,ky,kx]; everything else is per row or column
-    cx, cy, cz = (abc[:, j, None, None] * px[:, None, :] + (abc[:, 3 + j, None] * py + abc[:, 6 + j, None])[:, :, None]
-                  for j in range(3))
+    cx, cy, cz = (
+        abc[:, j, None, None] * px[:, None, :] + (abc[:, 3 + j, None] * py + abc[:, 6 + j, None])[:, :, None]
+        for j in range(3)
+    )
     dx = m2d[:, 0, None] - px
     dy = m2d[:, 1, None] - py
     s2 = LOWPASS * ((dx * dx)[:, None, :] + (dy * dy)[:, :, None]) + lp_off[:, None, None]
-    s3 = (cx * cx + cy * cy) / (cz * cz)          # inf/nan where the ray misses: min() then drops it
+    s3 = (cx * cx + cy * cy) / (cz * cz)  # inf/nan where the ray misses: min() then drops it
     alpha = (opac[:, None, None] * torch.exp(-0.5 * torch.minimum(s3, s2))).clamp_max(ALPHA_MAX)
     ok = alpha >= ALPHA_MIN
     ok &= (ox < nx[:, None])[:, None, :] & (oy < ny[:, None])[:, :, None]
@@ -331,9 +362,23 @@ def _drop_terminated(keys: torch.Tensor, alphas: torch.Tensor, vbits: int) -> to
 # Entry point
 # ---------------------------------------------------------------------------------------
 
-def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *,
-                    sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10,
-                    depth_convention="intersection", absgrad=False, lowpass="area") -> RenderOutput:
+
+def rasterize_torch(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    cameras: Cameras,
+    *,
+    sh_degree=None,
+    backgrounds=None,
+    near_plane=0.01,
+    far_plane=1e10,
+    depth_convention="intersection",
+    absgrad=False,
+    lowpass="area",
+) -> RenderOutput:
     """Render surfels into every camera; see privsplat.render.rasterize for the arguments.
 
     meta: means2d [C,N,2] (its .grad is gsplat's means2d gradient: the screen-space
@@ -353,8 +398,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     C, W, H, N = len(cams), cams.width, cams.height, means.shape[0]
 
     proj = project_surfels(means, quats, scales[:, :2], cams.viewmats, cams.Ks, W, H, near_plane, far_plane)
-    tracks_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (means, quats, scales, opacities, colors))
+    tracks_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, colors))
     shift = torch.zeros((C, N, 2), dtype=dt, device=dev, requires_grad=tracks_grad)
 
     # Visible (camera, surfel) list, ordered by camera then centre depth (gsplat's sort key;
@@ -383,7 +427,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     a, b, c = torch.linalg.cross(M1, M2), torch.linalg.cross(M2, M0), torch.linalg.cross(M0, M1)
     m2d = per_visible(proj.means2d)
     opac = opacities[vn]
-    col = visible_colors(colors, sh_degree, means, cams.centers, vc, vn)     # [V,D]
+    col = visible_colors(colors, sh_degree, means, cams.centers, vc, vn)  # [V,D]
     D = col.shape[1]
     nrm = per_visible(proj.normals)
     # from the rows with the shift folded in: gradient_2dgs is d loss / d T[0:2, 2] through every path
@@ -395,8 +439,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         key_dtype = torch.int32 if vbits + (C * H * W - 1).bit_length() <= 31 else torch.int64
         keybase = (((vc * H) * W << vbits) + torch.arange(V, device=dev)).to(key_dtype)
         abc = torch.cat([a, b, c], 1).detach()
-        keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lp_off.detach(), lo, hi, keybase,
-                                        vbits, W, H)
+        keys, alphas = _candidate_pairs(abc, m2d.detach(), opac.detach(), lp_off.detach(), lo, hi, keybase, vbits, W, H)
         n_candidates = keys.numel()
         keys = _drop_terminated(keys, alphas, vbits)
         keys = keys.long()
@@ -412,7 +455,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
     table = torch.cat([a.T, b.T, c.T, m2d.T, opac[None], M2.T, lp_off[None], col.T, nrm.T], 0).contiguous()
     g = _GatherRows.apply(table, vid)
     a0, a1, a2, b0, b1, b2, c0, c1, c2, gmx, gmy, go, t20, t21, gz, goff = g[:16]
-    gcol, gnrm = g[16:16 + D], g[16 + D:19 + D]
+    gcol, gnrm = g[16 : 16 + D], g[16 + D : 19 + D]
     if absgrad and gmx.requires_grad:
         _attach_absgrad(proj.means2d, gmx, gmy, fv, vid)
 
@@ -448,24 +491,40 @@ def rasterize_torch(means, quats, scales, opacities, colors, cameras: Cameras, *
         median_sel[:-1] &= ~(half_T[1:] & (pix[1:] == pix[:-1]))
     rows = [w * x for x in gcol] + [w * x for x in gnrm] + [wd, w, distortion, depth * median_sel.to(dt)]
     img = [im.view(C, H, W, 1) for im in _ScatterRows.apply(pix, C * H * W, *rows)]
-    rgb, nrm_img = torch.cat(img[:D], -1), torch.cat(img[D:D + 3], -1)
+    rgb, nrm_img = torch.cat(img[:D], -1), torch.cat(img[D : D + 3], -1)
     acc = img[D + 4]
     if backgrounds is not None:
         rgb = rgb + (1.0 - acc) * backgrounds.to(dt)[:, None, None, :]
     depth_exp = img[D + 3] / acc.clamp_min(EXPECTED_DEPTH_EPS)
 
     meta = {
-        "means2d": proj.means2d, "gradient_2dgs": shift, "radii": proj.radii, "depths": proj.depths,
-        "width": W, "height": H, "n_cameras": C, "gaussian_ids": None, "camera_ids": None,
-        "n_pairs": int(pix.numel()), "n_candidates": int(n_candidates),
-        "depth_convention": depth_convention, "lowpass": lowpass, "backend": "torch",
+        "means2d": proj.means2d,
+        "gradient_2dgs": shift,
+        "radii": proj.radii,
+        "depths": proj.depths,
+        "width": W,
+        "height": H,
+        "n_cameras": C,
+        "gaussian_ids": None,
+        "camera_ids": None,
+        "n_pairs": int(pix.numel()),
+        "n_candidates": int(n_candidates),
+        "depth_convention": depth_convention,
+        "lowpass": lowpass,
+        "backend": "torch",
     }
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     return RenderOutput(
-        rgb=rgb, alpha=acc, normals=nrm_img,
+        rgb=rgb,
+        alpha=acc,
+        normals=nrm_img,
         depth_normals=depth_to_normals(depth_exp, acc, cams),
-        depth_expected=depth_exp, depth_median=img[D + 6], distortion=img[D + 5], meta=meta)
+        depth_expected=depth_exp,
+        depth_median=img[D + 6],
+        distortion=img[D + 5],
+        meta=meta,
+    )
 
 
 def _attach_absgrad(means2d, gmx, gmy, fv, vid):
@@ -476,6 +535,7 @@ def _attach_absgrad(means2d, gmx, gmy, fv, vid):
     def hook(j):
         def add(grad):
             means2d.absgrad.view(-1, 2)[:, j].index_add_(0, flat, grad.detach().abs())
+
         return add
 
     gmx.register_hook(hook(0))

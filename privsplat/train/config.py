@@ -130,9 +130,15 @@ class MeshConfig:
     mesh_clusters: int = 1
 
 
-GROUPS: dict[str, type] = {"model": ModelConfig, "schedule": ScheduleConfig, "optim": OptimConfig,
-                           "losses": LossConfig, "densification": DensifyConfig, "render": RenderConfig,
-                           "mesh": MeshConfig}
+GROUPS: dict[str, type] = {
+    "model": ModelConfig,
+    "schedule": ScheduleConfig,
+    "optim": OptimConfig,
+    "losses": LossConfig,
+    "densification": DensifyConfig,
+    "render": RenderConfig,
+    "mesh": MeshConfig,
+}
 # flat field name -> group name
 _FIELD_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in dataclasses.fields(cls)}
 
@@ -166,8 +172,9 @@ class FitConfig:
         by_group: dict[str, dict[str, Any]] = {}
         for k, v in values.items():
             by_group.setdefault(_FIELD_GROUP[k], {})[k] = v
-        cfg = dataclasses.replace(self, **{g: dataclasses.replace(getattr(self, g), **kv)
-                                           for g, kv in by_group.items()})
+        cfg = dataclasses.replace(
+            self, **{g: dataclasses.replace(getattr(self, g), **kv) for g, kv in by_group.items()}
+        )
         cfg.validate()
         return cfg
 
@@ -197,14 +204,23 @@ class FitConfig:
 
     def validate(self) -> None:
         """Refuse values no fit can run with (before any work starts)."""
+
         def bad(name: str, why: str) -> PrivsplatError:
             return PrivsplatError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: {why}")
 
         for name in ("n_init", "views_per_step", "densify_every", "max_surfels"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
-        for name in ("stage1_iters", "stage2_iters", "checkpoint_every", "sh_degree", "mesh_orbit_views",
-                     "mesh_resolution", "min_neutral_views", "reset_every"):
+        for name in (
+            "stage1_iters",
+            "stage2_iters",
+            "checkpoint_every",
+            "sh_degree",
+            "mesh_orbit_views",
+            "mesh_resolution",
+            "min_neutral_views",
+            "reset_every",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be 0 or more")
         if self.stage1_iters + self.stage2_iters < 1:
@@ -218,9 +234,25 @@ class FitConfig:
                 for x in values:
                     if isinstance(x, float) and not math.isfinite(x):
                         raise bad(f.name, "must be a finite number")
-        for name in ("lr_means", "lr_means_final", "lr_scales", "lr_quats", "lr_opacities", "lr_colour",
-                     "lr_light", "stage2_lr_factor", "ssim_weight", "normal_weight", "dist_weight", "mask_weight",
-                     "grad_weight", "colour_reg_weight", "grow_grad2d", "prune_opa", "mesh_voxel"):
+        for name in (
+            "lr_means",
+            "lr_means_final",
+            "lr_scales",
+            "lr_quats",
+            "lr_opacities",
+            "lr_colour",
+            "lr_light",
+            "stage2_lr_factor",
+            "ssim_weight",
+            "normal_weight",
+            "dist_weight",
+            "mask_weight",
+            "grad_weight",
+            "colour_reg_weight",
+            "grow_grad2d",
+            "prune_opa",
+            "mesh_voxel",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be 0 or more")
         if self.lr_means > 0 and self.lr_means_final <= 0:
@@ -290,13 +322,16 @@ def load_preset(name: str) -> FitConfig:
         try:
             text, where = path.read_text(), str(path)
         except (OSError, UnicodeDecodeError) as e:
-            raise PrivsplatError(f"preset file {path} is not readable text ({type(e).__name__}); it must be "
-                                 "a YAML mapping of config keys") from None
+            raise PrivsplatError(
+                f"preset file {path} is not readable text ({type(e).__name__}); it must be "
+                "a YAML mapping of config keys"
+            ) from None
     else:
         res = _preset_dir() / f"{name}.yaml"
         if not res.is_file():
-            raise PrivsplatError(f"unknown preset {name!r}; choose one of {available_presets()} "
-                                 "or pass a path to a .yaml file")
+            raise PrivsplatError(
+                f"unknown preset {name!r}; choose one of {available_presets()} or pass a path to a .yaml file"
+            )
         text, where = res.read_text(), f"preset {name}"
     try:
         data = yaml.safe_load(text) or {}

@@ -6,15 +6,16 @@ import logging
 
 import numpy as np
 
-from ..data.dataset import Dataset
 from ..assets import neutral_template
 from ..cameras import camera_centers, camera_distances, world_up
+from ..data.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
 
-def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
-                radius: float | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+def visual_hull(
+    dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96, radius: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Carve a voxel grid with the masks. Returns (surface points, outward normals, voxel size)
     or None when the hull is empty (masks inconsistent with the cameras)."""
     from scipy import ndimage
@@ -64,8 +65,9 @@ def visual_hull(dataset: Dataset, masks: dict[str, np.ndarray], grid: int = 96,
     return pts[keep] + 0.5 * voxel * normals, normals, voxel
 
 
-def sample_hull(points: np.ndarray, normals: np.ndarray, voxel: float, n: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_hull(
+    points: np.ndarray, normals: np.ndarray, voxel: float, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     idx = rng.choice(len(points), size=n, replace=len(points) < n)
     # jitter within the voxel's tangent plane so duplicates do not coincide
     jitter = rng.uniform(-0.5, 0.5, (n, 3)) * voxel
@@ -80,8 +82,9 @@ def sphere_points(center: np.ndarray, radius: float, n: int, rng: np.random.Gene
     return center + radius * d, d
 
 
-def template_points(dataset: Dataset, n: int, rng: np.random.Generator,
-                    hull: tuple[np.ndarray, np.ndarray, float] | None) -> tuple[np.ndarray, np.ndarray]:
+def template_points(
+    dataset: Dataset, n: int, rng: np.random.Generator, hull: tuple[np.ndarray, np.ndarray, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample the ICT neutral head, placed from the cameras: centred on their look-at point,
     up along the cameras' mean up, face toward the protected (sensitive) views, and sized to the
     visual hull when masks exist, else to ~70% of the median camera's field of view."""

@@ -11,12 +11,14 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     h, w = a.shape[:2]
     win = min(11, (min(h, w) - 1) // 2 * 2 + 1)
-    return _ssim(a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None], data_range=1.0,
-                 size_average=True, win_size=max(win, 3))
+    return _ssim(
+        a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None], data_range=1.0, size_average=True, win_size=max(win, 3)
+    )
 
 
-def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+def photometric_loss(
+    render: torch.Tensor, target: torch.Tensor, ssim_weight: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """(1 - w) L1 + w (1 - SSIM), as in 2DGS. `valid` [H,W] masks pixels out of both terms
     (they are set equal before SSIM so they contribute no structure)."""
     if valid is not None:

@@ -48,22 +48,34 @@ def quats_from_normals(normals: np.ndarray, rng: np.random.Generator) -> np.ndar
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     aw, ax, ay, az = a.T
     bw, bx, by, bz = b.T
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=1,
+    )
 
 
 def irradiance_basis(n: torch.Tensor) -> torch.Tensor:
     """Real SH basis up to degree 2 at unit vectors n [...,3] -> [...,9]."""
     x, y, z = n.unbind(-1)
-    return torch.stack([
-        torch.full_like(x, SH_C0),
-        0.4886025119029199 * y, 0.4886025119029199 * z, 0.4886025119029199 * x,
-        1.0925484305920792 * x * y, 1.0925484305920792 * y * z,
-        0.31539156525252005 * (3 * z * z - 1), 1.0925484305920792 * x * z,
-        0.5462742152960396 * (x * x - y * y),
-    ], dim=-1)
+    return torch.stack(
+        [
+            torch.full_like(x, SH_C0),
+            0.4886025119029199 * y,
+            0.4886025119029199 * z,
+            0.4886025119029199 * x,
+            1.0925484305920792 * x * y,
+            1.0925484305920792 * y * z,
+            0.31539156525252005 * (3 * z * z - 1),
+            1.0925484305920792 * x * z,
+            0.5462742152960396 * (x * x - y * y),
+        ],
+        dim=-1,
+    )
 
 
 def mean_spacing(points: np.ndarray, k: int = 3) -> np.ndarray:
@@ -75,8 +87,15 @@ def mean_spacing(points: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 class SurfelModel(torch.nn.Module):
-    def __init__(self, params: dict[str, torch.Tensor], colour_model: str, sh_degree: int,
-                 view_residual: bool, light: torch.Tensor | None = None, lowpass: str = "area"):
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        colour_model: str,
+        sh_degree: int,
+        view_residual: bool,
+        light: torch.Tensor | None = None,
+        lowpass: str = "area",
+    ):
         super().__init__()
         self.lowpass = lowpass
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in params.items()})
@@ -90,8 +109,9 @@ class SurfelModel(torch.nn.Module):
 
     # --- construction ---
     @classmethod
-    def from_points(cls, points: np.ndarray, normals: np.ndarray, cfg: FitConfig,
-                    colours: np.ndarray | None = None, seed: int = 0) -> "SurfelModel":
+    def from_points(
+        cls, points: np.ndarray, normals: np.ndarray, cfg: FitConfig, colours: np.ndarray | None = None, seed: int = 0
+    ) -> "SurfelModel":
         rng = np.random.default_rng(seed)
         n = len(points)
         spacing = np.clip(mean_spacing(points), 1e-4, None) * cfg.init_scale
@@ -138,10 +158,10 @@ class SurfelModel(torch.nn.Module):
             return torch.cat([self.params["sh0"], self.params["shN"]], dim=1), self.sh_degree
         means = self.params["means"]
         n = self.normals()
-        to_cam = cameras.centers[:, None, :] - means[None]          # [C,N,3]
+        to_cam = cameras.centers[:, None, :] - means[None]  # [C,N,3]
         facing = torch.sign((to_cam * n[None]).sum(-1, keepdim=True))
         facing = torch.where(facing == 0, torch.ones_like(facing), facing)
-        shade = self.irradiance(n[None] * facing)                   # [C,N,3]
+        shade = self.irradiance(n[None] * facing)  # [C,N,3]
         colour = self.albedo()[None] * shade
         if self.view_residual:
             from ..render.sh import eval_sh
@@ -151,16 +171,27 @@ class SurfelModel(torch.nn.Module):
             colour = colour + torch.stack([eval_sh(self.sh_degree, coeffs, d) for d in dirs])
         return colour, None
 
-    def render(self, cameras: Cameras, backend: str = "auto", background=None,
-               depth_convention: str = "intersection") -> RenderOutput:
+    def render(
+        self, cameras: Cameras, backend: str = "auto", background=None, depth_convention: str = "intersection"
+    ) -> RenderOutput:
         colours, sh_degree = self.colours_for(cameras)
         bg = None
         if background is not None:
             bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).expand(len(cameras), 3)
         p = self.params
-        return rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                         colours, cameras, sh_degree=sh_degree, backgrounds=bg, backend=backend,
-                         depth_convention=depth_convention, lowpass=self.lowpass)
+        return rasterize(
+            p["means"],
+            p["quats"],
+            torch.exp(p["scales"]),
+            torch.sigmoid(p["opacities"]),
+            colours,
+            cameras,
+            sh_degree=sh_degree,
+            backgrounds=bg,
+            backend=backend,
+            depth_convention=depth_convention,
+            lowpass=self.lowpass,
+        )
 
     # --- export ---
     def baked_colours(self, outward_from: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,15 +206,25 @@ class SurfelModel(torch.nn.Module):
             return (self.albedo() * self.irradiance(n)).clamp(0, 1)
 
     def state(self) -> dict:
-        return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
-                "light": self.light.detach().cpu(), "colour_model": self.colour_model,
-                "sh_degree": self.sh_degree, "view_residual": self.view_residual, "lowpass": self.lowpass}
+        return {
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "light": self.light.detach().cpu(),
+            "colour_model": self.colour_model,
+            "sh_degree": self.sh_degree,
+            "view_residual": self.view_residual,
+            "lowpass": self.lowpass,
+        }
 
     @classmethod
     def from_state(cls, state: dict, device="cpu") -> "SurfelModel":
-        m = cls({k: v.clone() for k, v in state["params"].items()}, state["colour_model"],
-                state["sh_degree"], state["view_residual"], state["light"].clone(),
-                state.get("lowpass", "gsplat"))  # runs saved before the option rendered as gsplat does
+        m = cls(
+            {k: v.clone() for k, v in state["params"].items()},
+            state["colour_model"],
+            state["sh_degree"],
+            state["view_residual"],
+            state["light"].clone(),
+            state.get("lowpass", "gsplat"),
+        )  # runs saved before the option rendered as gsplat does
         return m.to(device)
 
 
@@ -209,20 +250,28 @@ def write_splats_ply(model: SurfelModel, path: str | Path, transform=None) -> No
             rest = model.params["shN"].cpu().numpy()
         else:
             outward = model.params["means"].detach().mean(0)
-            dc = ((model.baked_colours(outward).cpu().numpy() - 0.5) / SH_C0)
+            dc = (model.baked_colours(outward).cpu().numpy() - 0.5) / SH_C0
             rest = np.zeros((model.n, 0, 3))
         normals = model.normals().detach().cpu().numpy()
         quats = F.normalize(model.params["quats"].detach(), dim=-1).cpu().numpy()
         opac = model.params["opacities"].detach().cpu().numpy()
     # f_rest is stored channel-major, as 3DGS does: all coefficients of R, then G, then B.
     rest_flat = rest.transpose(0, 2, 1).reshape(model.n, -1)
-    fields = ([("x", means[:, 0]), ("y", means[:, 1]), ("z", means[:, 2]),
-               ("nx", normals[:, 0]), ("ny", normals[:, 1]), ("nz", normals[:, 2])]
-              + [(f"f_dc_{i}", dc[:, i]) for i in range(3)]
-              + [(f"f_rest_{i}", rest_flat[:, i]) for i in range(rest_flat.shape[1])]
-              + [("opacity", opac)]
-              + [(f"scale_{i}", log_scales[:, i]) for i in range(3)]
-              + [(f"rot_{i}", quats[:, i]) for i in range(4)])
+    fields = (
+        [
+            ("x", means[:, 0]),
+            ("y", means[:, 1]),
+            ("z", means[:, 2]),
+            ("nx", normals[:, 0]),
+            ("ny", normals[:, 1]),
+            ("nz", normals[:, 2]),
+        ]
+        + [(f"f_dc_{i}", dc[:, i]) for i in range(3)]
+        + [(f"f_rest_{i}", rest_flat[:, i]) for i in range(rest_flat.shape[1])]
+        + [("opacity", opac)]
+        + [(f"scale_{i}", log_scales[:, i]) for i in range(3)]
+        + [(f"rot_{i}", quats[:, i]) for i in range(4)]
+    )
     arr = np.empty(model.n, dtype=[(name, "f4") for name, _ in fields])
     for name, values in fields:
         arr[name] = values
@@ -251,16 +300,23 @@ def read_splats_ply(path: str | Path) -> dict[str, np.ndarray]:
     except (PlyParseError, ValueError, KeyError, IndexError, EOFError, struct.error, UnicodeDecodeError) as e:
         raise PrivsplatError(f"splat file {path} cannot be read ({type(e).__name__}: {e}); re-export it") from None
     names = v.dtype.names or ()
-    required = ["x", "y", "z", "opacity"] + [f"rot_{i}" for i in range(4)] + [f"scale_{i}" for i in range(3)] \
+    required = (
+        ["x", "y", "z", "opacity"]
+        + [f"rot_{i}" for i in range(4)]
+        + [f"scale_{i}" for i in range(3)]
         + [f"f_dc_{i}" for i in range(3)]
+    )
     missing = [k for k in required if k not in names]
     if missing:
-        raise PrivsplatError(f"splat file {path} lacks the 3DGS field(s) {missing}; it is not a splat PLY "
-                             "(a mesh PLY is read by eval, not here)")
+        raise PrivsplatError(
+            f"splat file {path} lacks the 3DGS field(s) {missing}; it is not a splat PLY "
+            "(a mesh PLY is read by eval, not here)"
+        )
     n_rest = sum(1 for k in names if k.startswith("f_rest_"))
     if n_rest % 3 or any(f"f_rest_{i}" not in names for i in range(n_rest)):
-        raise PrivsplatError(f"splat file {path} has {n_rest} f_rest_* fields; 3DGS stores 3 per SH "
-                             "coefficient, numbered from 0")
+        raise PrivsplatError(
+            f"splat file {path} has {n_rest} f_rest_* fields; 3DGS stores 3 per SH coefficient, numbered from 0"
+        )
     rest = np.stack([v[f"f_rest_{i}"] for i in range(n_rest)], axis=1) if n_rest else np.zeros((len(v), 0))
     rest = rest.reshape(len(v), 3, -1).transpose(0, 2, 1)
     return {

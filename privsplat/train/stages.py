@@ -48,15 +48,37 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         return [StageSpec("rgb", total, "rgb", True, True, False, True, 1.0, False, False, cfg.densify, False)]
     if cfg.single_stage:
         return [StageSpec("mixed", total, "all", True, False, True, True, 1.0, False, False, cfg.densify, False)]
-    stage2 = StageSpec("stage2", cfg.stage2_iters, "all" if cfg.stage2_rgb else "protected",
-                       rgb_loss=True, rgb_on_neutral_only=False, grad_loss=True, geometry_warmup=False,
-                       lr_factor=cfg.stage2_lr_factor, freeze_light=True,
-                       freeze_colour=cfg.colour_reg == "freeze", densify=cfg.densify and cfg.stage2_densify,
-                       colour_reg=True)
+    stage2 = StageSpec(
+        "stage2",
+        cfg.stage2_iters,
+        "all" if cfg.stage2_rgb else "protected",
+        rgb_loss=True,
+        rgb_on_neutral_only=False,
+        grad_loss=True,
+        geometry_warmup=False,
+        lr_factor=cfg.stage2_lr_factor,
+        freeze_light=True,
+        freeze_colour=cfg.colour_reg == "freeze",
+        densify=cfg.densify and cfg.stage2_densify,
+        colour_reg=True,
+    )
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]
     # Stage 1 uses every view that carries RGB: neutral views, and region-protected views outside their
     # region (the photometric loss is masked to the valid pixels there).
-    stage1 = StageSpec("stage1", cfg.stage1_iters, "rgb", True, False, False, True, 1.0, False, False,
-                       cfg.densify, False, mask_share=cfg.stage1_mask_share)
+    stage1 = StageSpec(
+        "stage1",
+        cfg.stage1_iters,
+        "rgb",
+        True,
+        False,
+        False,
+        True,
+        1.0,
+        False,
+        False,
+        cfg.densify,
+        False,
+        mask_share=cfg.stage1_mask_share,
+    )
     return [stage1, stage2]

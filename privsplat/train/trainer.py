@@ -38,11 +38,11 @@ class View:
     name: str
     kind: str
     camera: Cameras
-    rgb: torch.Tensor | None = None          # [H,W,3] neutral RGB (composited on the background)
-    valid: torch.Tensor | None = None        # [H,W] where rgb may be used (region-protected frames)
-    mask: torch.Tensor | None = None         # [H,W] object mask
-    magnitude: torch.Tensor | None = None    # [h,w] protected gradient magnitude
-    region: torch.Tensor | None = None       # [h,w] where the magnitude applies
+    rgb: torch.Tensor | None = None  # [H,W,3] neutral RGB (composited on the background)
+    valid: torch.Tensor | None = None  # [H,W] where rgb may be used (region-protected frames)
+    mask: torch.Tensor | None = None  # [H,W] object mask
+    magnitude: torch.Tensor | None = None  # [h,w] protected gradient magnitude
+    region: torch.Tensor | None = None  # [h,w] where the magnitude applies
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,8 +96,9 @@ def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.n
     return rgb * mask[..., None] + bg * (1 - mask[..., None])
 
 
-def initial_model(dataset: Dataset, views: list[View], cfg: FitConfig, use_template: bool,
-                  rng: np.random.Generator) -> tuple[SurfelModel, str]:
+def initial_model(
+    dataset: Dataset, views: list[View], cfg: FitConfig, use_template: bool, rng: np.random.Generator
+) -> tuple[SurfelModel, str]:
     masks = {v.name: v.mask.cpu().numpy() for v in views if v.mask is not None}
     hull = visual_hull(dataset, masks) if len(masks) >= 2 else None
     if use_template:
@@ -126,8 +127,7 @@ def _full_screen_gradient(meta: dict) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, dataset: Dataset, cfg: FitConfig, run, device: torch.device,
-                 progress: bool = True):
+    def __init__(self, dataset: Dataset, cfg: FitConfig, run, device: torch.device, progress: bool = True):
         """run: the RunFolder that checkpoints and the loss log go to."""
         self.dataset, self.cfg, self.run, self.device = dataset, cfg, run, device
         self.progress = progress
@@ -139,16 +139,21 @@ class Trainer:
         self.protected_views = [v for v in self.views if v.kind == "protected"]
         # Views whose RGB may be used: neutral views and region-protected views (RGB outside the region).
         self.rgb_carrying = [v for v in self.views if v.rgb is not None]
-        self.use_template = (cfg.template == "always" or
-                             (cfg.template == "auto" and self.protected_views
-                              and len(self.rgb_carrying) < cfg.min_neutral_views))
+        self.use_template = cfg.template == "always" or (
+            cfg.template == "auto" and self.protected_views and len(self.rgb_carrying) < cfg.min_neutral_views
+        )
         self.stages = plan_stages(cfg, len(self.rgb_carrying), len(self.protected_views), bool(self.use_template))
         self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
-        self.metrics: dict = {"device": str(device), "init": self.init_how, "stages": {},
-                              "n_rgb_views": len(self.rgb_views), "n_protected_views": len(self.protected_views)}
+        self.metrics: dict = {
+            "device": str(device),
+            "init": self.init_how,
+            "stages": {},
+            "n_rgb_views": len(self.rgb_views),
+            "n_protected_views": len(self.protected_views),
+        }
         self.stage_index, self.step = 0, 0
         self.neighbours: torch.Tensor | None = None
         self.albedo_stage1: torch.Tensor | None = None
@@ -174,8 +179,9 @@ class Trainer:
             masks = [v for v in self.protected_views if v.mask is not None]
             if masks and self.rng.random() < self.spec.mask_share:
                 pool = masks
-        return [pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)),
-                                                 replace=False)]
+        return [
+            pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)), replace=False)
+        ]
 
     # --- optimisation state ---
     def _setup_stage(self) -> None:
@@ -184,9 +190,15 @@ class Trainer:
         cfg, p, spec = self.cfg, self.model.params, self.spec
         geo = spec.lr_factor
         colour_lr = 0.0 if spec.freeze_colour else cfg.lr_colour
-        lrs = {"means": cfg.lr_means * geo, "quats": cfg.lr_quats * geo, "scales": cfg.lr_scales * geo,
-               "opacities": cfg.lr_opacities * geo, "albedo": colour_lr, "sh0": colour_lr,
-               "shN": colour_lr / 20}
+        lrs = {
+            "means": cfg.lr_means * geo,
+            "quats": cfg.lr_quats * geo,
+            "scales": cfg.lr_scales * geo,
+            "opacities": cfg.lr_opacities * geo,
+            "albedo": colour_lr,
+            "sh0": colour_lr,
+            "shN": colour_lr / 20,
+        }
         self.optimizers = {k: torch.optim.Adam([p[k]], lr=lrs[k], eps=1e-15) for k in p.keys()}
         # The irradiance is fitted on the neutral views (stage 1) and then held fixed.
         self.light_opt = torch.optim.Adam([self.model.light], lr=0.0 if spec.freeze_light else cfg.lr_light)
@@ -197,9 +209,13 @@ class Trainer:
             self.strategy = DefaultStrategy(
                 refine_start_iter=int(cfg.densify_start * n_steps),
                 refine_stop_iter=int(cfg.densify_stop * n_steps),
-                refine_every=cfg.densify_every, reset_every=cfg.reset_every,
-                grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opa,
-                key_for_gradient="grad2d_full", verbose=False)
+                refine_every=cfg.densify_every,
+                reset_every=cfg.reset_every,
+                grow_grad2d=cfg.grow_grad2d,
+                prune_opa=cfg.prune_opa,
+                key_for_gradient="grad2d_full",
+                verbose=False,
+            )
             self.strategy.check_sanity(p, self.optimizers)
             # gsplat's convention: the scene scale is the cameras' extent (1.1 x their largest
             # distance from the look-at point). It sets the size above which a surfel is split
@@ -241,21 +257,22 @@ class Trainer:
         rgb = out.rgb[i]
         terms: dict[str, torch.Tensor] = {}
         if spec.rgb_loss and view.rgb is not None and (view.kind == "rgb" or not spec.rgb_on_neutral_only):
-            terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight,
-                                              view.valid)
+            terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight, view.valid)
         if spec.grad_loss and view.magnitude is not None:
             mag = gradient_magnitude(rgb, self.sigma)
             if mag.shape != view.magnitude.shape:
                 raise PrivsplatError(
                     f"frame {view.name}: sigma(render) is {tuple(mag.shape)} but the protected image is "
-                    f"{tuple(view.magnitude.shape)}; the camera size and the manifest's resolution disagree")
+                    f"{tuple(view.magnitude.shape)}; the camera size and the manifest's resolution disagree"
+                )
             terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region)
         if view.mask is not None and cfg.mask_weight > 0:
             terms["mask"] = cfg.mask_weight * L.mask_loss(to_size(out.alpha[i], view.mask.shape), view.mask)
         first = spec.geometry_warmup
         if cfg.normal_weight > 0 and (not first or frac >= cfg.normal_start):
-            terms["normal"] = cfg.normal_weight * L.normal_consistency(out.normals[i], out.depth_normals[i],
-                                                                       out.alpha[i])
+            terms["normal"] = cfg.normal_weight * L.normal_consistency(
+                out.normals[i], out.depth_normals[i], out.alpha[i]
+            )
         if cfg.dist_weight > 0 and (not first or frac >= cfg.dist_start):
             terms["dist"] = cfg.dist_weight * out.distortion[i].mean()
         return terms
@@ -283,8 +300,7 @@ class Trainer:
         loss_sum = 0.0
         metas = []
         for (w, h), views in by_size.items():
-            cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]),
-                           w, h)
+            cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
             out = self.model.render(cams, backend=self.backend, background=self.cfg.background)
             terms: dict[str, torch.Tensor] = {}
             for i, v in enumerate(views):
@@ -306,8 +322,10 @@ class Trainer:
             for k, t in terms.items():
                 total[k] = total.get(k, 0.0) + float(t.detach())
         if not math.isfinite(loss_sum):
-            raise PrivsplatError(f"the loss became {loss_sum} at {self.stage} step {self.step}; "
-                                 "lower the learning rates (e.g. --lr-means) or check the cameras")
+            raise PrivsplatError(
+                f"the loss became {loss_sum} at {self.stage} step {self.step}; "
+                "lower the learning rates (e.g. --lr-means) or check the cameras"
+            )
         total["loss"] = loss_sum
         # means learning rate decays exponentially to lr_means_final over the stage
         n_steps = self.spec.iters
@@ -325,8 +343,9 @@ class Trainer:
             # goes through step_post_backward, which also refines (gsplat 1.5.3's own update).
             for meta in metas[:-1]:
                 self.strategy._update_state(self.model.params, self.strategy_state, meta, packed=False)
-            self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state,
-                                             self.step, metas[-1])
+            self.strategy.step_post_backward(
+                self.model.params, self.optimizers, self.strategy_state, self.step, metas[-1]
+            )
         return total
 
     def _check_finite_params(self) -> None:
@@ -334,9 +353,11 @@ class Trainer:
         can stay finite while the model turns to garbage."""
         for k, v in self.model.params.items():
             if not bool(torch.isfinite(v).all()):
-                raise PrivsplatError(f"the fit diverged at {self.stage} step {self.step}: surfel parameter "
-                                     f"{k!r} became non-finite. Lower the learning rates (e.g. --lr-means, "
-                                     "--lr-scales) or check the cameras")
+                raise PrivsplatError(
+                    f"the fit diverged at {self.stage} step {self.step}: surfel parameter "
+                    f"{k!r} became non-finite. Lower the learning rates (e.g. --lr-means, "
+                    "--lr-scales) or check the cameras"
+                )
 
     # --- the loop ---
     def fit(self) -> dict:
@@ -355,8 +376,9 @@ class Trainer:
             first: dict[str, list[float]] = {}
             t0 = time.perf_counter()
             start = self.step
-            bar = tqdm(total=n_steps, initial=self.step, desc=name, disable=not self.progress,
-                       dynamic_ncols=True, leave=True)
+            bar = tqdm(
+                total=n_steps, initial=self.step, desc=name, disable=not self.progress, dynamic_ncols=True, leave=True
+            )
             while self.step < n_steps:
                 terms = self._train_step(self.step / max(n_steps, 1))
                 for k, v in terms.items():
@@ -366,8 +388,17 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % LOSS_LOG_EVERY == 0 or self.step == n_steps:
-                    log_file.write(json.dumps({"stage": name, "step": self.step, "surfels": self.model.n,
-                                               **{k: round(v, 7) for k, v in terms.items()}}) + "\n")
+                    log_file.write(
+                        json.dumps(
+                            {
+                                "stage": name,
+                                "step": self.step,
+                                "surfels": self.model.n,
+                                **{k: round(v, 7) for k, v in terms.items()},
+                            }
+                        )
+                        + "\n"
+                    )
                 if self.step % 20 == 0:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in smoothed.items()} | {"n": self.model.n})
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
@@ -376,9 +407,11 @@ class Trainer:
             prev = self.metrics["stages"].get(name, {})
             seconds = prev.get("seconds", 0.0) + time.perf_counter() - t0
             self.metrics["stages"][name] = {
-                "iterations": n_steps, "seconds": round(seconds, 2),
+                "iterations": n_steps,
+                "seconds": round(seconds, 2),
                 "iterations_per_second": round((self.step - start) / max(time.perf_counter() - t0, 1e-9), 2),
-                "initial_losses": prev.get("initial_losses") or {k: round(float(np.mean(v)), 6) for k, v in first.items()},
+                "initial_losses": prev.get("initial_losses")
+                or {k: round(float(np.mean(v)), 6) for k, v in first.items()},
                 "final_losses": {k: round(v, 6) for k, v in smoothed.items()},
                 "surfels": self.model.n,
             }
@@ -394,13 +427,18 @@ class Trainer:
     # --- checkpoints ---
     def save_checkpoint(self) -> None:
         state = {
-            "stage_index": self.stage_index, "step": self.step, "model": self.model.state(),
+            "stage_index": self.stage_index,
+            "step": self.step,
+            "model": self.model.state(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "light_opt": self.light_opt.state_dict(),
             "strategy_state": getattr(self, "strategy_state", None) if self.strategy is not None else None,
-            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "albedo_stage1": self.albedo_stage1, "means_stage1": self.means_stage1,
-            "metrics": self.metrics, "config": self.cfg.to_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "albedo_stage1": self.albedo_stage1,
+            "means_stage1": self.means_stage1,
+            "metrics": self.metrics,
+            "config": self.cfg.to_dict(),
             "frames": self._frame_signature(),
         }
         self.run.save_checkpoint(state)
@@ -413,20 +451,25 @@ class Trainer:
         state = self.run.load_checkpoint(self.device)
         if state.get("config") != self.cfg.to_dict():
             saved = state.get("config") if isinstance(state.get("config"), dict) else {}
-            diff = sorted(k for k in set(saved) | set(self.cfg.to_dict())
-                          if saved.get(k) != self.cfg.to_dict().get(k))
-            raise PrivsplatError(f"--resume: the checkpoint in {self.run.path} was written with another "
-                                 f"config (differs in {diff[:8]}); resume with the same flags and preset, "
-                                 "or start a new run")
+            diff = sorted(k for k in set(saved) | set(self.cfg.to_dict()) if saved.get(k) != self.cfg.to_dict().get(k))
+            raise PrivsplatError(
+                f"--resume: the checkpoint in {self.run.path} was written with another "
+                f"config (differs in {diff[:8]}); resume with the same flags and preset, "
+                "or start a new run"
+            )
         if state.get("frames") != self._frame_signature():
-            raise PrivsplatError(f"--resume: the checkpoint in {self.run.path} was fitted on other data "
-                                 "(its frames differ from this dataset's); resume on the same --data or start "
-                                 "a new run")
+            raise PrivsplatError(
+                f"--resume: the checkpoint in {self.run.path} was fitted on other data "
+                "(its frames differ from this dataset's); resume on the same --data or start "
+                "a new run"
+            )
         try:
             self._restore(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise PrivsplatError(f"--resume: checkpoint {self.run.checkpoint_path} is incomplete "
-                                 f"({type(e).__name__}: {e}); start a new run") from None
+            raise PrivsplatError(
+                f"--resume: checkpoint {self.run.checkpoint_path} is incomplete "
+                f"({type(e).__name__}: {e}); start a new run"
+            ) from None
 
     def _restore(self, state: dict) -> None:
         self.stage_index, self.step = state["stage_index"], state["step"]
