@@ -51,8 +51,15 @@ def make_data(args, work: Path, timings: dict) -> tuple[Path, Path, dict]:
         regions = detect_text_regions(load_dataset(car, warn_unprotected=False))
         timings["detect_s"] = time.perf_counter() - t0
         names = write_region_masks(regions, work / "regions")
-        protect(car, prot, ",".join(names) if names else "none", region_masks=work / "regions",
-                resolution=args.sigma_resolution, overwrite=True, verbose=False)
+        protect(
+            car,
+            prot,
+            ",".join(names) if names else "none",
+            region_masks=work / "regions",
+            resolution=args.sigma_resolution,
+            overwrite=True,
+            verbose=False,
+        )
         stats = region_stats(car, regions)
         stats["decisions"] = {n: why for n, (_, why) in decisions(regions).items()}
         stats_path.write_text(json.dumps(stats, indent=1))
@@ -69,16 +76,35 @@ def region_stats(car: Path, regions) -> dict:
         total += int(plate.sum())
         covered += int((plate & r.mask).sum())
         per_view.append(float(r.mask.mean()))
-    return {"plate_pixels": total, "plate_pixels_covered": covered, "recall": covered / max(total, 1),
-            "views_with_region": sum(r.sensitive for r in regions.values()), "views": len(regions),
-            "mean_protected_fraction": float(np.mean(per_view))}
+    return {
+        "plate_pixels": total,
+        "plate_pixels_covered": covered,
+        "recall": covered / max(total, 1),
+        "views_with_region": sum(r.sensitive for r in regions.values()),
+        "views": len(regions),
+        "mean_protected_fraction": float(np.mean(per_view)),
+    }
 
 
 def fit(args, data: Path, out: Path, timings: dict, key: str, extra: tuple[str, ...] = ()) -> None:
     if (out / "mesh.ply").is_file():
         return
-    cmd = [sys.executable, "-m", "privsplat", "fit", "--data", str(data), "--out", str(out), "--preset", "scene",
-           "--threads", str(args.threads), "--no-progress", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "privsplat",
+        "fit",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "scene",
+        "--threads",
+        str(args.threads),
+        "--no-progress",
+        "--overwrite",
+    ]
     for flag in ("stage1_iters", "stage2_iters", "n_init", "max_surfels"):
         if getattr(args, flag) is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -104,9 +130,14 @@ def chamfers(car: Path, run: Path) -> dict:
     pred, gt = _read_mesh(run / "mesh.ply"), _read_mesh(car / "gt_mesh.ply")
     whole = evaluate_mesh(pred, gt, n_samples=100_000)
     plate = evaluate_mesh(pred, gt, gt_face_mask=car / "gt_plate_mask.npy", n_samples=100_000)
-    return {"car_chamfer": whole["chamfer"], "car_fscore_1pct": whole["fscore"][1]["fscore"],
-            "plate_chamfer": plate["chamfer"], "plate_accuracy": plate["accuracy"],
-            "plate_completeness": plate["completeness"], "plate_scored_pred": plate["n_scored_pred"]}
+    return {
+        "car_chamfer": whole["chamfer"],
+        "car_fscore_1pct": whole["fscore"][1]["fscore"],
+        "plate_chamfer": plate["chamfer"],
+        "plate_accuracy": plate["accuracy"],
+        "plate_completeness": plate["completeness"],
+        "plate_scored_pred": plate["n_scored_pred"],
+    }
 
 
 def markdown(result: dict) -> str:
@@ -115,26 +146,42 @@ def markdown(result: dict) -> str:
     a = result["args"]
     g = result["geometry"]
     r = result["regions"]
-    lines = [f"# Licence-plate scene benchmark ({a['views']} views at {a['resolution']} px, seed {a['seed']}, "
-             f"σ at {a['sigma_resolution'] or 'full'} px; fits: preset scene"
-             f"{', stage1 ' + str(a['stage1_iters']) if a['stage1_iters'] else ''}"
-             f"{', stage2 ' + str(a['stage2_iters']) if a['stage2_iters'] else ''}"
-             f", privacy fit: {a['privacy_stages']} stage(s), {a['device'] or 'auto'})",
-             "",
-             f"Auto text regions: recall {100 * r['recall']:.2f} % of {r['plate_pixels']} plate pixels; "
-             f"{r['views_with_region']}/{r['views']} views region-protected, "
-             f"{100 * r['mean_protected_fraction']:.1f} % of a view on average.", "",
-             "| fit | whole-car Chamfer (m) | F@1% | plate-region Chamfer (m) |", "|---|---:|---:|---:|"]
+    lines = [
+        f"# Licence-plate scene benchmark ({a['views']} views at {a['resolution']} px, seed {a['seed']}, "
+        f"σ at {a['sigma_resolution'] or 'full'} px; fits: preset scene"
+        f"{', stage1 ' + str(a['stage1_iters']) if a['stage1_iters'] else ''}"
+        f"{', stage2 ' + str(a['stage2_iters']) if a['stage2_iters'] else ''}"
+        f", privacy fit: {a['privacy_stages']} stage(s), {a['device'] or 'auto'})",
+        "",
+        f"Auto text regions: recall {100 * r['recall']:.2f} % of {r['plate_pixels']} plate pixels; "
+        f"{r['views_with_region']}/{r['views']} views region-protected, "
+        f"{100 * r['mean_protected_fraction']:.1f} % of a view on average.",
+        "",
+        "| fit | whole-car Chamfer (m) | F@1% | plate-region Chamfer (m) |",
+        "|---|---:|---:|---:|",
+    ]
     for name in ("privacy", "full_rgb"):
         if name in g:
-            lines.append(f"| {name} | {g[name]['car_chamfer']:.4f} | {g[name]['car_fscore_1pct']:.3f} | "
-                         f"{g[name]['plate_chamfer']:.4f} |")
+            lines.append(
+                f"| {name} | {g[name]['car_chamfer']:.4f} | {g[name]['car_fscore_1pct']:.3f} | "
+                f"{g[name]['plate_chamfer']:.4f} |"
+            )
     if "privacy" in g and "full_rgb" in g:
-        lines += ["", f"Plate-region Chamfer ratio privacy / full RGB: "
-                      f"{g['privacy']['plate_chamfer'] / g['full_rgb']['plate_chamfer']:.2f} (target <= 1.2)"]
-    lines += ["", "OCR attacker (exact plate reads and character accuracy, over plates readable in the originals):",
-              "", format_ocr_table(result["ocr"])]
-    lines += ["", "Timings (s, shared 2-core CPU: noisy): " + ", ".join(f"{k} {v:.0f}" for k, v in result["timings"].items())]
+        lines += [
+            "",
+            f"Plate-region Chamfer ratio privacy / full RGB: "
+            f"{g['privacy']['plate_chamfer'] / g['full_rgb']['plate_chamfer']:.2f} (target <= 1.2)",
+        ]
+    lines += [
+        "",
+        "OCR attacker (exact plate reads and character accuracy, over plates readable in the originals):",
+        "",
+        format_ocr_table(result["ocr"]),
+    ]
+    lines += [
+        "",
+        "Timings (s, shared 2-core CPU: noisy): " + ", ".join(f"{k} {v:.0f}" for k, v in result["timings"].items()),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -151,8 +198,12 @@ def main() -> None:
     p.add_argument("--max-surfels", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
-    p.add_argument("--privacy-stages", default="single", choices=("single", "two"),
-                   help="single: one mixed stage (see main); two: the preset's stage plan")
+    p.add_argument(
+        "--privacy-stages",
+        default="single",
+        choices=("single", "two"),
+        help="single: one mixed stage (see main); two: the preset's stage plan",
+    )
     p.add_argument("--attack", default="optim", choices=("none", "poisson", "optim"))
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -169,17 +220,29 @@ def main() -> None:
     # region-protected and the two-stage plan has no neutral view for stage 1: the privacy fit would
     # get only stage 2's iterations, without densification. One mixed stage (RGB outside the
     # regions, |g| inside) gets the baseline's budget and schedule.
-    fit(args, prot, work / "run_privacy", timings, "fit_privacy_s",
-        ("--single-stage",) if args.privacy_stages == "single" else ())
+    fit(
+        args,
+        prot,
+        work / "run_privacy",
+        timings,
+        "fit_privacy_s",
+        ("--single-stage",) if args.privacy_stages == "single" else (),
+    )
     fit(args, car, work / "run_full_rgb", timings, "fit_full_rgb_s")
     geometry = {"privacy": chamfers(car, work / "run_privacy"), "full_rgb": chamfers(car, work / "run_full_rgb")}
     t0 = time.perf_counter()
-    ocr = evaluate_text_privacy(car, prot, work / "run_privacy", work / "run_full_rgb", attack=args.attack,
-                                device=args.device or "auto")
+    ocr = evaluate_text_privacy(
+        car, prot, work / "run_privacy", work / "run_full_rgb", attack=args.attack, device=args.device or "auto"
+    )
     timings["ocr_s"] = time.perf_counter() - t0
-    result = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "regions": {k: v for k, v in regions.items() if k != "decisions"}, "geometry": geometry,
-              "ocr": ocr, "timings": timings, "decisions": regions.get("decisions")}
+    result = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "regions": {k: v for k, v in regions.items() if k != "decisions"},
+        "geometry": geometry,
+        "ocr": ocr,
+        "timings": timings,
+        "decisions": regions.get("decisions"),
+    }
     (work / "bench_scene.json").write_text(json.dumps(result, indent=1, default=str))
     md = markdown(result)
     (work / "bench_scene.md").write_text(md)

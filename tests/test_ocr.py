@@ -5,13 +5,23 @@ import json
 import numpy as np
 import pytest
 
-from privsplat.eval.ocr import (PlateView, char_accuracy, edit_distance, format_ocr_table, normalise_text,
-                                ocr_report, plate_views, read_plate, rectify_plate)
+from privsplat.eval.ocr import (
+    PlateView,
+    char_accuracy,
+    edit_distance,
+    format_ocr_table,
+    normalise_text,
+    ocr_report,
+    plate_views,
+    read_plate,
+    rectify_plate,
+)
 from privsplat.privacy.sigma import SigmaParams, gradient_magnitude
 from privsplat.privacy.text import tesseract_available
 
-needs_tesseract = pytest.mark.skipif(not tesseract_available(),
-                                     reason="needs tesseract-ocr (apt) and pytesseract (pip)")
+needs_tesseract = pytest.mark.skipif(
+    not tesseract_available(), reason="needs tesseract-ocr (apt) and pytesseract (pip)"
+)
 
 
 def test_scores():
@@ -63,8 +73,15 @@ def test_reads_clean_plate_and_fails_on_its_gradient_magnitude(front_view):
 def test_report_counts(front_view):
     image, pv = front_view
     blank = np.zeros_like(image)
-    rep = ocr_report([pv], {"originals": {pv.view: image}, "blank": {pv.view: blank},
-                            "guesses": {pv.view: [blank, image]}, "elsewhere": {"frame_999": image}})
+    rep = ocr_report(
+        [pv],
+        {
+            "originals": {pv.view: image},
+            "blank": {pv.view: blank},
+            "guesses": {pv.view: [blank, image]},
+            "elsewhere": {"frame_999": image},
+        },
+    )
     s = rep["sets"]
     assert (s["originals"]["plates"], s["originals"]["exact"], s["originals"]["char_accuracy"]) == (1, 1, 1.0)
     assert (s["blank"]["exact"], s["blank"]["char_accuracy"]) == (0, 0.0)

@@ -10,8 +10,13 @@ import pytest
 pytest.importorskip("open3d")  # the scene is ray-cast with open3d
 
 from privsplat.data import load_dataset, load_mask  # noqa: E402
-from privsplat.data.scenes import (PLATE_DIGITS, PLATE_LETTERS, plate_corners_world,  # noqa: E402
-                                   plate_strings, synthesize_car)
+from privsplat.data.scenes import (
+    PLATE_DIGITS,
+    PLATE_LETTERS,
+    plate_corners_world,  # noqa: E402
+    plate_strings,
+    synthesize_car,
+)
 from privsplat.errors import PrivsplatError  # noqa: E402
 
 

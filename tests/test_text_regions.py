@@ -9,12 +9,20 @@ import pytest
 
 from privsplat.data import load_dataset
 from privsplat.errors import PrivsplatError
-from privsplat.privacy.text import (decisions, detect_text_regions, merge_lines, regions_from_json,
-                                    tesseract_available, write_region_masks, TextBox)
+from privsplat.privacy.text import (
+    TextBox,
+    decisions,
+    detect_text_regions,
+    merge_lines,
+    regions_from_json,
+    tesseract_available,
+    write_region_masks,
+)
 
-needs_tesseract = pytest.mark.skipif(not tesseract_available(),
-                                     reason="needs tesseract-ocr (apt) and pytesseract (pip)")
-RECALL_MIN = 0.995      # of all plate pixels over all views (anti-aliased edge pixels may fall outside); measured 1.000
+needs_tesseract = pytest.mark.skipif(
+    not tesseract_available(), reason="needs tesseract-ocr (apt) and pytesseract (pip)"
+)
+RECALL_MIN = 0.995  # of all plate pixels over all views (anti-aliased edge pixels may fall outside); measured 1.000
 VIEW_RECALL_MIN = 0.95  # per view showing >= 50 plate pixels; measured 1.000 in every view
 
 
@@ -83,8 +91,9 @@ def test_no_plate_rgb_in_protected_folder(car, regions, tmp_path):
     names = write_region_masks(regions, tmp_path / "regions")
     out = tmp_path / "prot"
     protect(car, out, ",".join(names), region_masks=tmp_path / "regions", verbose=False)
-    plates = {n: (car / "images" / f"{n}.png", _plate_mask(car, n)) for n in regions
-              if _plate_mask(car, n).sum() >= 200}
+    plates = {
+        n: (car / "images" / f"{n}.png", _plate_mask(car, n)) for n in regions if _plate_mask(car, n).sum() >= 200
+    }
     assert len(plates) >= 6
     assert len(leaks(car, plates)) >= len(plates)  # the scanner sees the plates in the input
     assert leaks(out, plates) == []
@@ -109,10 +118,13 @@ def test_user_boxes_from_json(car, tmp_path):
 
 
 def test_merge_lines_joins_words_of_one_line():
-    words = [TextBox((10, 10, 30, 20), "KX", 90, True), TextBox((36, 11, 60, 21), "482", 90, True),
-             TextBox((11, 10, 60, 20), "482", 91, True),   # the same line again, from the other scale
-             TextBox((10, 60, 40, 70), "AB", 90, True),    # another line
-             TextBox((0, 0, 5, 5), "o", 10, False)]        # unsure words are not merged
+    words = [
+        TextBox((10, 10, 30, 20), "KX", 90, True),
+        TextBox((36, 11, 60, 21), "482", 90, True),
+        TextBox((11, 10, 60, 20), "482", 91, True),  # the same line again, from the other scale
+        TextBox((10, 60, 40, 70), "AB", 90, True),  # another line
+        TextBox((0, 0, 5, 5), "o", 10, False),
+    ]  # unsure words are not merged
     lines = merge_lines(words)
     assert sorted(ln.box for ln in lines) == [(10, 10, 60, 21), (10, 60, 40, 70)]
     assert any(ln.text == "KX 482" for ln in lines)

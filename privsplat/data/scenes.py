@@ -100,9 +100,14 @@ def _rect(axis: int, value: float, lo: tuple[float, float], hi: tuple[float, flo
 
 
 def _box(x, y, z, skip: tuple[str, ...] = ()) -> list[tuple[np.ndarray, np.ndarray]]:
-    faces = {"left": (0, x[0], (y[0], z[0]), (y[1], z[1])), "right": (0, x[1], (y[0], z[0]), (y[1], z[1])),
-             "bottom": (1, y[0], (x[0], z[0]), (x[1], z[1])), "top": (1, y[1], (x[0], z[0]), (x[1], z[1])),
-             "back": (2, z[0], (x[0], y[0]), (x[1], y[1])), "front": (2, z[1], (x[0], y[0]), (x[1], y[1]))}
+    faces = {
+        "left": (0, x[0], (y[0], z[0]), (y[1], z[1])),
+        "right": (0, x[1], (y[0], z[0]), (y[1], z[1])),
+        "bottom": (1, y[0], (x[0], z[0]), (x[1], z[1])),
+        "top": (1, y[1], (x[0], z[0]), (x[1], z[1])),
+        "back": (2, z[0], (x[0], y[0]), (x[1], y[1])),
+        "front": (2, z[1], (x[0], y[0]), (x[1], y[1])),
+    }
     return [_rect(*v) for k, v in faces.items() if k not in skip]
 
 
@@ -128,8 +133,12 @@ def car_parts() -> list[tuple[int, np.ndarray, np.ndarray]]:
     for V, F in _box(BODY_X, BODY_Y, BODY_Z, skip=("bottom", "top")):
         parts.append((BODY, V, F))
     top = BODY_Y[1]
-    for lo, hi in (((BODY_X[0], CABIN_Z[1]), (BODY_X[1], BODY_Z[1])), ((BODY_X[0], BODY_Z[0]), (BODY_X[1], CABIN_Z[0])),
-                   ((BODY_X[0], CABIN_Z[0]), (CABIN_X[0], CABIN_Z[1])), ((CABIN_X[1], CABIN_Z[0]), (BODY_X[1], CABIN_Z[1]))):
+    for lo, hi in (
+        ((BODY_X[0], CABIN_Z[1]), (BODY_X[1], BODY_Z[1])),
+        ((BODY_X[0], BODY_Z[0]), (BODY_X[1], CABIN_Z[0])),
+        ((BODY_X[0], CABIN_Z[0]), (CABIN_X[0], CABIN_Z[1])),
+        ((CABIN_X[1], CABIN_Z[0]), (BODY_X[1], CABIN_Z[1])),
+    ):
         parts.append((BODY, *_rect(1, top, lo, hi)))
     for V, F in _box(CABIN_X, CABIN_Y, CABIN_Z, skip=("bottom",)):
         parts.append((CABIN, V, F))
@@ -137,7 +146,10 @@ def car_parts() -> list[tuple[int, np.ndarray, np.ndarray]]:
         for cz in WHEEL_Z:
             parts.append((WHEEL, *_wheel(float(sx), cz)))
     px = (-PLATE_WIDTH / 2, PLATE_WIDTH / 2)
-    for pid, z0, z1 in ((PLATE_FRONT, BODY_Z[1], BODY_Z[1] + PLATE_PROUD), (PLATE_REAR, BODY_Z[0] - PLATE_PROUD, BODY_Z[0])):
+    for pid, z0, z1 in (
+        (PLATE_FRONT, BODY_Z[1], BODY_Z[1] + PLATE_PROUD),
+        (PLATE_REAR, BODY_Z[0] - PLATE_PROUD, BODY_Z[0]),
+    ):
         outer = z1 if pid == PLATE_FRONT else z0
         parts.append((pid, *_rect(2, outer, (px[0], PLATE_Y[0]), (px[1], PLATE_Y[1]))))
         # rim: the slab's four sides (its back lies on the body)
@@ -152,8 +164,10 @@ def plate_corners_world() -> dict[str, np.ndarray]:
     x0, x1 = -PLATE_WIDTH / 2, PLATE_WIDTH / 2
     y0, y1 = PLATE_Y
     zf, zr = BODY_Z[1] + PLATE_PROUD, BODY_Z[0] - PLATE_PROUD
-    return {"front": np.array([[x0, y1, zf], [x1, y1, zf], [x1, y0, zf], [x0, y0, zf]]),
-            "rear": np.array([[x1, y1, zr], [x0, y1, zr], [x0, y0, zr], [x1, y0, zr]])}
+    return {
+        "front": np.array([[x0, y1, zf], [x1, y1, zf], [x1, y0, zf], [x0, y0, zf]]),
+        "rear": np.array([[x1, y1, zr], [x0, y1, zr], [x0, y0, zr], [x1, y0, zr]]),
+    }
 
 
 PLATE_NORMALS = {"front": np.array([0.0, 0.0, 1.0]), "rear": np.array([0.0, 0.0, -1.0])}
@@ -187,7 +201,7 @@ def _albedo(part: np.ndarray, p: np.ndarray, textures: dict[int, np.ndarray], bo
     g = part == GROUND
     # Grey paving: 1 m slabs with dark joints, plus grain, so the ground has texture to match.
     frac = np.abs(((p[g][:, [0, 2]] + 0.5) % 1.0) - 0.5)
-    joint = (frac.min(axis=1) > 0.47)
+    joint = frac.min(axis=1) > 0.47
     a[g] = (0.45 + 0.08 * _noise(p[g], (2.0, 9.0, 31.0), 11) - 0.15 * joint)[:, None] * np.array([1.0, 0.98, 0.93])
     b = part == BODY
     a[b] = body_colour * (1.0 + 0.12 * _noise(p[b], seed=3))[:, None]
@@ -204,7 +218,7 @@ def _albedo(part: np.ndarray, p: np.ndarray, textures: dict[int, np.ndarray], bo
         m = part == pid
         tex = textures[pid]
         th, tw = tex.shape
-        u = (sign * p[m][:, 0] + PLATE_WIDTH / 2) / PLATE_WIDTH   # the rear plate reads from behind
+        u = (sign * p[m][:, 0] + PLATE_WIDTH / 2) / PLATE_WIDTH  # the rear plate reads from behind
         v = (PLATE_Y[1] - p[m][:, 1]) / PLATE_HEIGHT
         iu = np.clip((u * tw).astype(int), 0, tw - 1)
         iv = np.clip((v * th).astype(int), 0, th - 1)
@@ -227,8 +241,9 @@ def _cast(scene, K, w2c, width, height):
     return eye, dirs, scene.cast_rays(o3d.core.Tensor(rays))
 
 
-def render_car_view(scene, part, fnormals, textures, body_colour, K, w2c, width, height
-                    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def render_car_view(
+    scene, part, fnormals, textures, body_colour, K, w2c, width, height
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(rgb [H,W,3], car coverage [H,W], plate id -> coverage [H,W]), all floats in 0..1."""
     eye, dirs, hit = _cast(scene, K, w2c, width, height)
     t_hit = hit["t_hit"].numpy()
@@ -255,8 +270,9 @@ def render_car_view(scene, part, fnormals, textures, body_colour, K, w2c, width,
     return down(rgb), cover(hit_part != GROUND), plates
 
 
-def orbit_cameras(views: int, center: np.ndarray, distance: float,
-                  elevations: tuple[float, ...] = CAR_ELEVATIONS_DEG) -> list[tuple[float, float, np.ndarray]]:
+def orbit_cameras(
+    views: int, center: np.ndarray, distance: float, elevations: tuple[float, ...] = CAR_ELEVATIONS_DEG
+) -> list[tuple[float, float, np.ndarray]]:
     """synth.ring_cameras with other elevations (azimuth 0 = in front of the car, +z)."""
     out = []
     for ring, el in enumerate(elevations):
@@ -264,8 +280,13 @@ def orbit_cameras(views: int, center: np.ndarray, distance: float,
         for j in range(n):
             az = (360.0 * j / n + ring * 360.0 / (len(elevations) * max(n, 1))) % 360.0
             a, e = math.radians(az), math.radians(el)
-            out.append((az, el, center + distance * np.array([math.cos(e) * math.sin(a), math.sin(e),
-                                                               math.cos(e) * math.cos(a)])))
+            out.append(
+                (
+                    az,
+                    el,
+                    center + distance * np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)]),
+                )
+            )
     return out
 
 
@@ -284,15 +305,27 @@ def plate_view_record(pid: str, coverage: np.ndarray, K: np.ndarray, w2c: np.nda
     to_eye = (eye - centre) / np.linalg.norm(eye - centre)
     angle = math.degrees(math.acos(float(np.clip(to_eye @ PLATE_NORMALS[pid], -1, 1))))
     visible = coverage > 0
-    rec = {"id": pid, "visible_px": int(visible.sum()), "coverage_px": float(coverage.sum()),
-           "corners": uv.tolist() if in_front else None, "angle_deg": angle, "box": None,
-           "visible_fraction": 0.0, "readable": False}
+    rec = {
+        "id": pid,
+        "visible_px": int(visible.sum()),
+        "coverage_px": float(coverage.sum()),
+        "corners": uv.tolist() if in_front else None,
+        "angle_deg": angle,
+        "box": None,
+        "visible_fraction": 0.0,
+        "readable": False,
+    }
     if rec["visible_px"]:
         ys, xs = np.nonzero(visible)
         rec["box"] = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
         H, W = coverage.shape
-        inside = in_front and (uv[:, 0] >= 0).all() and (uv[:, 0] <= W).all() and (uv[:, 1] >= 0).all() \
+        inside = (
+            in_front
+            and (uv[:, 0] >= 0).all()
+            and (uv[:, 0] <= W).all()
+            and (uv[:, 1] >= 0).all()
             and (uv[:, 1] <= H).all()
+        )
         area = _polygon_area(uv) if in_front else 0.0
         rec["visible_fraction"] = float(min(1.0, rec["coverage_px"] / area)) if area > 0 else 0.0
         rec["readable"] = bool(inside and angle < READABLE_MAX_ANGLE_DEG and rec["visible_fraction"] > 0.95)
@@ -303,16 +336,25 @@ def _check_args(views, resolution, fov_deg, fill) -> None:
     if not isinstance(views, int) or views < 1:
         raise PrivsplatError(f"--views must be a positive integer, got {views!r}")
     if not isinstance(resolution, int) or not 32 <= resolution <= 2048:
-        raise PrivsplatError(f"--resolution must be an integer in 32..2048 for the car scene, got {resolution!r} "
-                             "(its plates are legible from about 256 px)")
+        raise PrivsplatError(
+            f"--resolution must be an integer in 32..2048 for the car scene, got {resolution!r} "
+            "(its plates are legible from about 256 px)"
+        )
     if not 5.0 <= fov_deg <= 120.0:
         raise PrivsplatError(f"--fov-deg must be in 5..120 degrees, got {fov_deg!r}")
     if not 0.1 <= fill <= 1.0:
         raise PrivsplatError(f"fill must be in 0.1..1, got {fill!r}")
 
 
-def synthesize_car(out: str | Path = "car", views: int = 48, resolution: int = 256, seed: int = 0,
-                   fov_deg: float = 35.0, fill: float = 0.95, overwrite: bool = False) -> Path:
+def synthesize_car(
+    out: str | Path = "car",
+    views: int = 48,
+    resolution: int = 256,
+    seed: int = 0,
+    fov_deg: float = 35.0,
+    fill: float = 0.95,
+    overwrite: bool = False,
+) -> Path:
     """Render the car scene described in the module docstring into `out`; return `out`.
 
     seed picks the plate strings and the body colour; the same seed gives the same files.
@@ -351,8 +393,7 @@ def synthesize_car(out: str | Path = "car", views: int = 48, resolution: int = 2
         entries, records, plate_frames = [], [], []
         for i, (az, el, eye) in enumerate(orbit_cameras(views, center, distance)):
             w2c = look_at(eye, center)
-            rgb, cover, plates = render_car_view(scene, part, fn, textures, body_colour, K, w2c,
-                                                 resolution, resolution)
+            rgb, cover, plates = render_car_view(scene, part, fn, textures, body_colour, K, w2c, resolution, resolution)
             name = f"frame_{i:03d}"
             img_path, mask_path = tmp / "images" / f"{name}.png", tmp / "masks" / f"{name}.png"
             write_png(img_path, np.round(rgb * 255).astype(np.uint8))
@@ -362,22 +403,53 @@ def synthesize_car(out: str | Path = "car", views: int = 48, resolution: int = 2
             frame = Frame(name, "rgb", img_path, K, w2c, resolution, resolution, mask_path=mask_path)
             entries.append(frame_to_nerfstudio(frame, tmp, w2c))
             records.append({"name": name, "azimuth_deg": az, "elevation_deg": el})
-            plate_frames.append({"name": name, "plates": [plate_view_record(pid, plates[pid], K, w2c, eye)
-                                                          for pid in ("front", "rear")]})
+            plate_frames.append(
+                {
+                    "name": name,
+                    "plates": [plate_view_record(pid, plates[pid], K, w2c, eye) for pid in ("front", "rear")],
+                }
+            )
         pio.write_json(tmp / "transforms.json", {"camera_model": "PINHOLE", "frames": entries})
         _write_mesh(tmp / "gt_mesh.ply", carV, carF)
         np.save(tmp / "gt_plate_mask.npy", _plate_vertex_mask(car_parts()))
-        pio.write_json(tmp / "plates.json", {
-            "plates": [{"id": pid, "text": texts[pid], "corners_world": plate_corners_world()[pid],
-                        "normal": PLATE_NORMALS[pid]} for pid in ("front", "rear")],
-            "readable_max_angle_deg": READABLE_MAX_ANGLE_DEG, "image_size": [resolution, resolution],
-            "frames": plate_frames})
-        pio.write_json(tmp / "synth.json", {
-            "scene": "car", "units": "m", "views": views, "resolution": resolution, "seed": seed,
-            "fov_deg": fov_deg, "fill": fill, "car_center": center, "car_radius": radius,
-            "camera_distance": distance, "elevations_deg": CAR_ELEVATIONS_DEG, "body_colour": body_colour,
-            "light_direction": LIGHT_DIRECTION, "fill_light_direction": FILL_LIGHT, "ambient": AMBIENT,
-            "frames": records})
+        pio.write_json(
+            tmp / "plates.json",
+            {
+                "plates": [
+                    {
+                        "id": pid,
+                        "text": texts[pid],
+                        "corners_world": plate_corners_world()[pid],
+                        "normal": PLATE_NORMALS[pid],
+                    }
+                    for pid in ("front", "rear")
+                ],
+                "readable_max_angle_deg": READABLE_MAX_ANGLE_DEG,
+                "image_size": [resolution, resolution],
+                "frames": plate_frames,
+            },
+        )
+        pio.write_json(
+            tmp / "synth.json",
+            {
+                "scene": "car",
+                "units": "m",
+                "views": views,
+                "resolution": resolution,
+                "seed": seed,
+                "fov_deg": fov_deg,
+                "fill": fill,
+                "car_center": center,
+                "car_radius": radius,
+                "camera_distance": distance,
+                "elevations_deg": CAR_ELEVATIONS_DEG,
+                "body_colour": body_colour,
+                "light_direction": LIGHT_DIRECTION,
+                "fill_light_direction": FILL_LIGHT,
+                "ambient": AMBIENT,
+                "frames": records,
+            },
+        )
     return out
 
 
@@ -402,6 +474,8 @@ def load_plates(data: str | Path) -> dict:
 
     path = Path(data) / "plates.json"
     if not path.is_file():
-        raise PrivsplatError(f"{data} has no plates.json; it is written by `privsplat synth --scene car` "
-                             "(for your own captures, pass the plate strings and corners yourself)")
+        raise PrivsplatError(
+            f"{data} has no plates.json; it is written by `privsplat synth --scene car` "
+            "(for your own captures, pass the plate strings and corners yourself)"
+        )
     return json.loads(path.read_text())

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import PrivsplatError
 
-RECTIFIED = (480, 128)          # (w, h) of the rectified plate
-INSET = (0.03, 0.07)            # crop the plate's border off (fraction of w, h)
+RECTIFIED = (480, 128)  # (w, h) of the rectified plate
+INSET = (0.03, 0.07)  # crop the plate's border off (fraction of w, h)
 PLATE_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 READ_SCALES = (1.0, 0.5)
 
@@ -35,6 +35,7 @@ READ_SCALES = (1.0, 0.5)
 class PlateView:
     """One plate as seen in one original view: its string and corners [4, 2] (top-left, top-right,
     bottom-right, bottom-left in reading order, pixel units of the original, centres at +0.5)."""
+
     view: str
     plate: str
     text: str
@@ -51,8 +52,15 @@ def plate_views(plates: dict, readable_only: bool = True) -> list[PlateView]:
         for p in f["plates"]:
             if p["corners"] is None or (readable_only and not p["readable"]):
                 continue
-            out.append(PlateView(f["name"], p["id"], texts[p["id"]], np.asarray(p["corners"], np.float64),
-                                 tuple(f.get("size", plates.get("image_size", (0, 0))))))
+            out.append(
+                PlateView(
+                    f["name"],
+                    p["id"],
+                    texts[p["id"]],
+                    np.asarray(p["corners"], np.float64),
+                    tuple(f.get("size", plates.get("image_size", (0, 0)))),
+                )
+            )
     return out
 
 
@@ -108,7 +116,7 @@ def rectify_plate(image: np.ndarray, pv: PlateView) -> np.ndarray:
     M = cv2.getPerspectiveTransform(src, dst)
     plate = cv2.warpPerspective(grey, M, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     dx, dy = int(INSET[0] * w), int(INSET[1] * h)
-    plate = plate[dy:h - dy, dx:w - dx]
+    plate = plate[dy : h - dy, dx : w - dx]
     lo, hi = np.percentile(plate, [2, 98])
     return np.clip((plate - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
@@ -143,8 +151,12 @@ def read_plate(image: np.ndarray, pv: PlateView, alphabet: str = PLATE_ALPHABET)
     return reads
 
 
-def score_set(plates: list[PlateView], images: dict[str, object], alphabet: str = PLATE_ALPHABET,
-              progress: Callable[[str], None] | None = None) -> dict:
+def score_set(
+    plates: list[PlateView],
+    images: dict[str, object],
+    alphabet: str = PLATE_ALPHABET,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Read every plate whose view is in `images` (view -> image, or a list of guesses of one
     attacker); a plate is read when any reading of any guess is exact; characters: the best."""
     rows = []
@@ -157,33 +169,53 @@ def score_set(plates: list[PlateView], images: dict[str, object], alphabet: str 
         reads = [r for g in guesses for r in read_plate(g, pv, alphabet)]
         exact = any(r == normalise_text(pv.text) for r in reads)
         best = max(reads, key=lambda r: char_accuracy(pv.text, r))
-        rows.append({"view": pv.view, "plate": pv.plate, "truth": pv.text, "read": best, "exact": exact,
-                     "characters": char_accuracy(pv.text, best)})
+        rows.append(
+            {
+                "view": pv.view,
+                "plate": pv.plate,
+                "truth": pv.text,
+                "read": best,
+                "exact": exact,
+                "characters": char_accuracy(pv.text, best),
+            }
+        )
     n = len(rows)
-    return {"plates": n, "exact": sum(r["exact"] for r in rows),
-            "exact_rate": sum(r["exact"] for r in rows) / n if n else None,
-            "char_accuracy": float(np.mean([r["characters"] for r in rows])) if n else None,
-            "reads": rows}
+    return {
+        "plates": n,
+        "exact": sum(r["exact"] for r in rows),
+        "exact_rate": sum(r["exact"] for r in rows) / n if n else None,
+        "char_accuracy": float(np.mean([r["characters"] for r in rows])) if n else None,
+        "reads": rows,
+    }
 
 
-def ocr_report(plates: list[PlateView], candidate_sets: dict[str, dict[str, object]],
-               alphabet: str = PLATE_ALPHABET, progress: Callable[[str], None] | None = None) -> dict:
+def ocr_report(
+    plates: list[PlateView],
+    candidate_sets: dict[str, dict[str, object]],
+    alphabet: str = PLATE_ALPHABET,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """{"sets": {name: score_set(...)}} for every candidate set (put the originals first)."""
     sets = {}
     for name, images in candidate_sets.items():
         if progress:
             progress(f"OCR on {name}")
         sets[name] = score_set(plates, images, alphabet)
-    return {"sets": sets, "alphabet": alphabet, "attacker": "tesseract LSTM --psm 7 on the rectified plate, "
-            "corners from the original, both polarities"}
+    return {
+        "sets": sets,
+        "alphabet": alphabet,
+        "attacker": "tesseract LSTM --psm 7 on the rectified plate, corners from the original, both polarities",
+    }
 
 
 def format_ocr_table(report: dict) -> str:
     lines = ["| set | plates | exact | exact % | characters % |", "|---|---:|---:|---:|---:|"]
     for name, s in report["sets"].items():
         if s["plates"]:
-            lines.append(f"| {name} | {s['plates']} | {s['exact']} | {100 * s['exact_rate']:.1f} | "
-                         f"{100 * s['char_accuracy']:.1f} |")
+            lines.append(
+                f"| {name} | {s['plates']} | {s['exact']} | {100 * s['exact_rate']:.1f} | "
+                f"{100 * s['char_accuracy']:.1f} |"
+            )
         else:
             lines.append(f"| {name} | 0 | - | - | - |")
     return "\n".join(lines)
@@ -205,8 +237,9 @@ def inverted_name(attack: str) -> str:
     return f"inverted |g| ({attack}, both polarities)"
 
 
-def protected_sets(protected: Path, plates: list[PlateView], attack: str = "optim",
-                   progress: Callable[[str], None] | None = None) -> dict[str, dict[str, object]]:
+def protected_sets(
+    protected: Path, plates: list[PlateView], attack: str = "optim", progress: Callable[[str], None] | None = None
+) -> dict[str, dict[str, object]]:
     """From a `privsplat protect` folder: |g| of the protected views, the inversion attack on it,
     the RGB left outside their regions, and the views shipped as RGB (where a plate there is a leak)."""
     from ..data import load_protected, load_rgb, load_rgb_outside
@@ -233,14 +266,21 @@ def protected_sets(protected: Path, plates: list[PlateView], attack: str = "opti
         if attack != "none":
             if progress:
                 progress(f"inverting |g| ({attack}) of {f.name}")
-            sets[inverted_name(attack)][f.name] = invert_gradient_magnitude(mag, (f.height, f.width), attack,
-                                                                           kernel=kernel)
+            sets[inverted_name(attack)][f.name] = invert_gradient_magnitude(
+                mag, (f.height, f.width), attack, kernel=kernel
+            )
     return sets
 
 
-def evaluate_text_privacy(originals: Path, protected: Path | None = None, run: Path | None = None,
-                          baseline_run: Path | None = None, attack: str = "optim", device: str = "auto",
-                          progress: Callable[[str], None] | None = None) -> dict:
+def evaluate_text_privacy(
+    originals: Path,
+    protected: Path | None = None,
+    run: Path | None = None,
+    baseline_run: Path | None = None,
+    attack: str = "optim",
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """The OCR table for a car scene: originals (liveness), the protected folder's sets, renders of
     a fit run on it and of a full-RGB baseline run, over the plates readable in the originals.
 
@@ -272,7 +312,11 @@ def evaluate_text_privacy(originals: Path, protected: Path | None = None, run: P
             progress(f"rendering {baseline_run} from {len(views)} camera(s)")
         sets[BASELINE_RENDERS] = render_run_views(open_run(baseline_run, "--baseline-run"), views, device)
     report = ocr_report(plates, sets, progress=progress)
-    report["inputs"] = {"originals": str(originals), "protected": None if protected is None else str(protected),
-                        "run": None if run is None else str(run),
-                        "baseline_run": None if baseline_run is None else str(baseline_run), "attack": attack}
+    report["inputs"] = {
+        "originals": str(originals),
+        "protected": None if protected is None else str(protected),
+        "run": None if run is None else str(run),
+        "baseline_run": None if baseline_run is None else str(baseline_run),
+        "attack": attack,
+    }
     return report

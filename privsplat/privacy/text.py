@@ -49,14 +49,15 @@ SCALES = (2, 3)
 FACING_MAX_DEG = 105.0
 PAIR_ANGLE_DEG = (10.0, 130.0)
 RECT_GROW = (1.3, 1.8)  # (wide, high): a plate's or sign's field around its characters, with room to spare
-LINE_GROW = 0.8    # a plate's field and border reach ~0.7 text heights beyond its characters
+LINE_GROW = 0.8  # a plate's field and border reach ~0.7 text heights beyond its characters
 UNSURE_GROW = 0.3
-POLY_GROW = 0.35   # projected rectangles: their tilt is rough (see _mean_normal)
+POLY_GROW = 0.35  # projected rectangles: their tilt is rough (see _mean_normal)
 
 
 @dataclass
 class TextBox:
     """A word (or merged line) in one view, in that view's pixels: (x0, y0, x1, y1), x1/y1 exclusive."""
+
     box: tuple[float, float, float, float]
     text: str
     conf: float
@@ -66,6 +67,7 @@ class TextBox:
 @dataclass
 class ViewRegion:
     """What to protect in one view: mask [H, W] bool (all False: nothing, stays RGB) and why."""
+
     mask: np.ndarray
     reason: str
     boxes: list[TextBox] = field(default_factory=list)
@@ -81,13 +83,17 @@ def require_tesseract():
     try:
         import pytesseract
     except ImportError:
-        raise PrivsplatError("text detection and OCR need pytesseract: pip install pytesseract "
-                             "(and the tesseract binary: apt-get install tesseract-ocr)") from None
+        raise PrivsplatError(
+            "text detection and OCR need pytesseract: pip install pytesseract "
+            "(and the tesseract binary: apt-get install tesseract-ocr)"
+        ) from None
     try:
         pytesseract.get_tesseract_version()
     except Exception:  # pytesseract raises its own NotFound / OSError variants
-        raise PrivsplatError("the tesseract binary is not installed (apt-get install tesseract-ocr; "
-                             "its English model is included, nothing is downloaded)") from None
+        raise PrivsplatError(
+            "the tesseract binary is not installed (apt-get install tesseract-ocr; "
+            "its English model is included, nothing is downloaded)"
+        ) from None
     # tesseract's OpenMP threads slow small images down and fight torch for the cores.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     return pytesseract
@@ -125,7 +131,7 @@ def _ring_like(text: str) -> bool:
 def _share_text(a: str, b: str, n: int = 2) -> bool:
     """Do two readings share a run of n letters/digits (the same text read twice, perhaps partly)?"""
     a, b = _alnum(a).upper(), _alnum(b).upper()
-    return any(a[i:i + n] in b for i in range(len(a) - n + 1))
+    return any(a[i : i + n] in b for i in range(len(a) - n + 1))
 
 
 def find_words(image: np.ndarray, min_conf: float = MIN_CONF, scales=SCALES) -> list[TextBox]:
@@ -159,8 +165,12 @@ def merge_lines(words: list[TextBox]) -> list[TextBox]:
             overlap = min(w.box[3], ln.box[3]) - max(w.box[1], ln.box[1])
             gap = w.box[0] - ln.box[2]
             if overlap > 0.5 * h and gap < 1.5 * h:
-                box = (min(ln.box[0], w.box[0]), min(ln.box[1], w.box[1]), max(ln.box[2], w.box[2]),
-                       max(ln.box[3], w.box[3]))
+                box = (
+                    min(ln.box[0], w.box[0]),
+                    min(ln.box[1], w.box[1]),
+                    max(ln.box[2], w.box[2]),
+                    max(ln.box[3], w.box[3]),
+                )
                 text = ln.text if _alnum(w.text) in _alnum(ln.text) else f"{ln.text} {w.text}"
                 lines[i] = TextBox(box, text, max(ln.conf, w.conf), True)
                 break
@@ -177,14 +187,15 @@ def merge_lines(words: list[TextBox]) -> list[TextBox]:
 class _Sighting:
     view: int
     line: TextBox
-    origin: np.ndarray     # camera centre (normalised world)
+    origin: np.ndarray  # camera centre (normalised world)
     direction: np.ndarray  # unit ray through the box centre
-    half_size: float       # half the box diagonal, in radians
+    half_size: float  # half the box diagonal, in radians
 
 
 @dataclass
 class Anchor:
     """Text seen in several views: a 3D rectangle (corners [4, 3], normalised world) and its front."""
+
     corners: np.ndarray
     normal: np.ndarray
     views: list[int]
@@ -234,9 +245,12 @@ def anchor_text(sightings: list[_Sighting], frames) -> list[Anchor]:
     while len(left) >= 2:
         best = None
         for i, a in enumerate(left):
-            for b in left[i + 1:]:
-                if a.view == b.view or not lo <= float(a.direction @ b.direction) <= hi \
-                        or not _share_text(a.line.text, b.line.text):
+            for b in left[i + 1 :]:
+                if (
+                    a.view == b.view
+                    or not lo <= float(a.direction @ b.direction) <= hi
+                    or not _share_text(a.line.text, b.line.text)
+                ):
                     continue
                 c = _closest(a, b)
                 if c is None or c[2] <= 0 or c[3] <= 0:
@@ -244,8 +258,12 @@ def anchor_text(sightings: list[_Sighting], frames) -> list[Anchor]:
                 X, gap, ta, tb = c
                 if gap > min(a.half_size * ta, b.half_size * tb):
                     continue
-                support = [s for s in left if _agrees(s, X)
-                           and (_share_text(s.line.text, a.line.text) or _share_text(s.line.text, b.line.text))]
+                support = [
+                    s
+                    for s in left
+                    if _agrees(s, X)
+                    and (_share_text(s.line.text, a.line.text) or _share_text(s.line.text, b.line.text))
+                ]
                 if len({s.view for s in support}) < 2:
                     continue
                 key = (len({s.view for s in support}), -gap)
@@ -299,17 +317,18 @@ def _rectangle(X: np.ndarray, support: list[_Sighting], frames, n: np.ndarray | 
     u, v = P @ right, P @ up
     cu, cv = 0.5 * (u.max() + u.min()), 0.5 * (v.max() + v.min())
     hu, hv = 0.5 * RECT_GROW[0] * (u.max() - u.min()), 0.5 * RECT_GROW[1] * (v.max() - v.min())
-    corners = np.stack([X + (cu + su * hu) * right + (cv + sv * hv) * up
-                        for su, sv in ((-1, 1), (1, 1), (1, -1), (-1, -1))])
+    corners = np.stack(
+        [X + (cu + su * hu) * right + (cv + sv * hv) * up for su, sv in ((-1, 1), (1, 1), (1, -1), (-1, -1))]
+    )
     return Anchor(corners, n, sorted({s.view for s in support}), sorted({s.line.text for s in support}))
 
 
 def hull_depths(origin: np.ndarray, dirs: np.ndarray, frames, masks, samples: int = 400) -> np.ndarray:
     """Depth [R] along each ray (origin, dirs [R, 3]) where it enters the masks' visual hull
     (nan where it never does): the first sample that projects inside every mask that sees it."""
-    far = float(np.linalg.norm(origin)) + 2.0   # the normalised object lies within radius ~1 of 0
+    far = float(np.linalg.norm(origin)) + 2.0  # the normalised object lies within radius ~1 of 0
     ts = np.linspace(max(0.0, far - 4.0), far, samples)
-    P = origin[None, None] + ts[None, :, None] * dirs[:, None]          # [R, S, 3]
+    P = origin[None, None] + ts[None, :, None] * dirs[:, None]  # [R, S, 3]
     inside = np.ones(P.shape[:2], bool)
     for f, m in zip(frames, masks):
         cam = P @ f.w2c[:3, :3].T + f.w2c[:3, 3]
@@ -377,8 +396,10 @@ def _grown_box_mask(shape, box, margin_px: float, grow: float) -> np.ndarray:
     m = margin_px + grow * (y1 - y0)
     H, W = shape
     mask = np.zeros(shape, bool)
-    mask[max(0, int(np.floor(y0 - m))):min(H, int(np.ceil(y1 + m))),
-         max(0, int(np.floor(x0 - m))):min(W, int(np.ceil(x1 + m)))] = True
+    mask[
+        max(0, int(np.floor(y0 - m))) : min(H, int(np.ceil(y1 + m))),
+        max(0, int(np.floor(x0 - m))) : min(W, int(np.ceil(x1 + m))),
+    ] = True
     return mask
 
 
@@ -395,16 +416,21 @@ def _polygon_mask(shape, poly: np.ndarray, margin_px: float) -> np.ndarray:
     return cv2.dilate(mask, k) > 0
 
 
-def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float = 3.0,
-                        progress: Callable[[str], None] | None = None) -> dict[str, ViewRegion]:
+def detect_text_regions(
+    dataset, *, min_conf: float = MIN_CONF, margin_px: float = 3.0, progress: Callable[[str], None] | None = None
+) -> dict[str, ViewRegion]:
     """frame name -> ViewRegion for every frame of an (unprotected) dataset; see the module docstring."""
     from ..data import load_mask, load_rgb
 
     frames = dataset.frames
     if not tesseract_available():
-        return {f.name: ViewRegion(np.ones((f.height, f.width), bool),
-                                   "no text detector (install tesseract-ocr and pytesseract): whole view protected")
-                for f in frames}
+        return {
+            f.name: ViewRegion(
+                np.ones((f.height, f.width), bool),
+                "no text detector (install tesseract-ocr and pytesseract): whole view protected",
+            )
+            for f in frames
+        }
     words, sightings = [], []
     for i, f in enumerate(frames):
         if progress:
@@ -453,8 +479,10 @@ def detect_text_regions(dataset, *, min_conf: float = MIN_CONF, margin_px: float
 
 def decisions(regions: dict[str, ViewRegion]) -> dict[str, tuple[bool, str]]:
     """name -> (sensitive, reason), the shape protect's choose_sensitive returns."""
-    return {n: (r.sensitive, f"{r.reason} ({100 * r.mask.mean():.1f}% of the view protected)" if r.sensitive
-                else r.reason) for n, r in regions.items()}
+    return {
+        n: (r.sensitive, f"{r.reason} ({100 * r.mask.mean():.1f}% of the view protected)" if r.sensitive else r.reason)
+        for n, r in regions.items()
+    }
 
 
 def regions_from_json(dataset, path: str | Path) -> dict[str, ViewRegion]:
@@ -470,8 +498,10 @@ def regions_from_json(dataset, path: str | Path) -> dict[str, ViewRegion]:
     names = {f.name for f in dataset.frames}
     unknown = sorted(set(spec) - names)
     if unknown:
-        raise PrivsplatError(f"--sensitive-regions {path} names unknown frame(s) {unknown[:10]}; valid names: "
-                             f"{', '.join(sorted(names)[:20])}")
+        raise PrivsplatError(
+            f"--sensitive-regions {path} names unknown frame(s) {unknown[:10]}; valid names: "
+            f"{', '.join(sorted(names)[:20])}"
+        )
     out = {}
     for f in dataset.frames:
         mask = np.zeros((f.height, f.width), bool)
@@ -479,13 +509,17 @@ def regions_from_json(dataset, path: str | Path) -> dict[str, ViewRegion]:
             try:
                 x0, y0, x1, y1 = (float(v) for v in box)
             except (TypeError, ValueError):
-                raise PrivsplatError(f"--sensitive-regions {path}: frame {f.name!r} has box {box!r}; "
-                                     "use [x0, y0, x1, y1] in pixels") from None
+                raise PrivsplatError(
+                    f"--sensitive-regions {path}: frame {f.name!r} has box {box!r}; use [x0, y0, x1, y1] in pixels"
+                ) from None
             if not (x1 > x0 and y1 > y0):
-                raise PrivsplatError(f"--sensitive-regions {path}: frame {f.name!r} box {box!r} is empty "
-                                     "(need x1 > x0 and y1 > y0)")
-            mask[max(0, int(np.floor(y0))):max(0, int(np.ceil(y1))),
-                 max(0, int(np.floor(x0))):max(0, int(np.ceil(x1)))] = True
+                raise PrivsplatError(
+                    f"--sensitive-regions {path}: frame {f.name!r} box {box!r} is empty (need x1 > x0 and y1 > y0)"
+                )
+            mask[
+                max(0, int(np.floor(y0))) : max(0, int(np.ceil(y1))),
+                max(0, int(np.floor(x0))) : max(0, int(np.ceil(x1))),
+            ] = True
         n = len(spec.get(f.name, []))
         out[f.name] = ViewRegion(mask, f"{n} box(es) from {path.name}" if n else f"not listed in {path.name}")
     return out
