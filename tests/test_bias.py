@@ -114,6 +114,7 @@ def test_surfels_on_a_sphere_render_its_silhouette_and_depth(sphere_data):
     assert abs(depth) < 0.3
 
 
+@pytest.mark.slow  # carves a 96^3 hull
 def test_visual_hull_surface_lies_on_the_carved_boundary(sphere_data):
     from privsplat.data.images import load_mask
     from privsplat.train.init import visual_hull

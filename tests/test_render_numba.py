@@ -244,6 +244,7 @@ def test_huge_surfels_next_to_the_camera_match_torch():
         torch.testing.assert_close(x.grad, y.grad, atol=1e-9 * float(y.grad.abs().max()), rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles the SH path
 def test_sh_colours_backgrounds_and_per_camera_colours():
     params, cams = scene(n=600, size=32, seed=2)
     means, quats, scales, opac, _ = params

@@ -48,6 +48,7 @@ def _section(page: str, key: str) -> str:
     return page[start : page.index("</section>", start)]
 
 
+@pytest.mark.slow  # a short fit
 def test_report_names_every_section_and_is_self_contained(finished_run):
     from privsplat.report import SECTIONS, write_report
 
@@ -74,6 +75,7 @@ def test_report_names_every_section_and_is_self_contained(finished_run):
     assert "<th>surfels</th>" in page and "n_init: 400" in page
 
 
+@pytest.mark.slow  # a short fit
 def test_no_sensitive_original_reaches_the_page(finished_run, synth_head):
     """The inputs shown are the neutral originals (positive control) and grey |g| for the rest;
     no image anywhere on the page is a sensitive view's original."""
@@ -101,6 +103,7 @@ def test_no_sensitive_original_reaches_the_page(finished_run, synth_head):
             assert np.abs(img / 255.0 - originals[name]).mean() > 0.02, f"{name}'s original is on the page"
 
 
+@pytest.mark.slow  # a short fit
 def test_losses_log_is_plotted_when_present(finished_run, copy_of):
     from privsplat.report import read_losses, write_report
 
@@ -121,6 +124,7 @@ def test_losses_log_is_plotted_when_present(finished_run, copy_of):
     assert "Loss terms per step from losses.jsonl" in page
 
 
+@pytest.mark.slow  # a short fit
 def test_trainer_loss_log_is_read(finished_run):
     """The trainer's own lines: terms flat beside stage, step and surfels."""
     from privsplat.report import read_losses
@@ -132,6 +136,7 @@ def test_trainer_loss_log_is_read(finished_run):
     assert all(v > 0 for _, vals in curves["stage1"].values() for v in vals)
 
 
+@pytest.mark.slow  # a short fit
 def test_metrics_fallback_without_a_loss_log(finished_run, copy_of):
     from privsplat.report import write_report
 
@@ -141,6 +146,7 @@ def test_metrics_fallback_without_a_loss_log(finished_run, copy_of):
     assert "no per-step log (losses.jsonl)" in page and len(IMG.findall(_section(page, "losses"))) == 1
 
 
+@pytest.mark.slow  # a short fit
 def test_partial_run_still_gets_a_report(finished_run, copy_of):
     """No mesh, no metrics, a dataset that moved: the page says so section by section."""
     from privsplat.report import write_report

@@ -102,6 +102,7 @@ def test_no_plate_rgb_in_protected_folder(car, regions, tmp_path):
     assert all(kinds[n] == ("protected", True) for n in plates)
 
 
+@pytest.mark.slow  # renders a car at 256 px
 def test_user_boxes_from_json(car, tmp_path):
     ds = load_dataset(car, warn_unprotected=False)
     spec = tmp_path / "boxes.json"
