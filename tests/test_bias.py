@@ -126,3 +126,27 @@ def test_visual_hull_surface_lies_on_the_carved_boundary(sphere_data):
     assert abs(np.median(signed)) < 0.3
     outward = ((pts - center) * normals).sum(1) / np.linalg.norm(pts - center, axis=1)
     assert np.median(outward) > 0.95
+
+
+FIT_ITERS = 300
+FIT_BOUND_PX = 1.0  # a fit does not reach 0.3 px yet (a short sphere fit ends ~0.4-0.7 px inside)
+
+
+@pytest.mark.slow
+def test_fit_of_a_sphere_is_not_a_pixel_inside(sphere_data, tmp_path):
+    """End to end: a short full-RGB fit of the sphere, its TSDF mesh, median signed distance.
+    Measured: -1.71 px before the fixes (6fd9062), -0.69 px after; a longer fit (36 views,
+    600 iterations) reaches -0.37 px. The rest is not the renderer's conventions (the tests
+    above are within 0.1 px); the fit itself settles a fraction of a pixel inside."""
+    from privsplat.mesh.tsdf import extract_mesh
+    from privsplat.run import RunFolder
+    from privsplat.train.config import load_preset
+    from privsplat.train.trainer import Trainer
+
+    ds, center, radius, pixel = sphere_data
+    cfg = load_preset("head64").replace(stage1_iters=FIT_ITERS, stage2_iters=0, n_init=3000, checkpoint_every=0)
+    trainer = Trainer(ds, cfg, RunFolder(tmp_path), torch.device("cpu"), progress=False)
+    trainer.fit()
+    V, _, _ = extract_mesh(trainer.model, ds, resolution=128, n_orbit=12, backend="auto")
+    signed = (np.linalg.norm(ds.to_normalised(V) - center, axis=1) - radius) / pixel
+    assert abs(np.median(signed)) < FIT_BOUND_PX, np.median(signed)
