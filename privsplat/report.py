@@ -96,7 +96,7 @@ def read_run(run_dir: Path, device: str = "cpu") -> RunContents:
     saved = yaml.safe_load(cfg_path.read_text()) or {}
     metrics = _read_json(run_dir / "metrics.json")
     evaluation = _read_json(run_dir / EVAL_NAME)
-    dataset, dataset_error = _load_dataset(saved)
+    dataset, dataset_error = _load_dataset(run_dir)
     model, model_error = _load_model(run_dir, device)
     return RunContents(run_dir, saved, metrics, evaluation, dataset, dataset_error, model, model_error)
 
@@ -108,15 +108,13 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _load_dataset(saved: dict):
-    from .data import load_dataset
+def _load_dataset(run_dir: Path):
+    from .run import RunFolder
 
-    data = saved.get("data")
-    if not data:
-        return None, "config.yaml names no dataset"
     try:
-        # load_dataset verifies the manifest again: a folder changed since the fit is not shown.
-        return load_dataset(Path(data), warn_unprotected=False), None
+        # verified against its manifest again (a folder changed since the fit is not shown), at the
+        # run's --max-size
+        return RunFolder(run_dir).load_dataset(quiet=True), None
     except PrivsplatError as e:
         return None, str(e)
 

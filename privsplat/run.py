@@ -141,7 +141,7 @@ class RunFolder:
         data = saved.data
         if not data.is_dir():
             raise PrivsplatError(
-                f"run {self.path} was fitted on {data}, which no longer exists; the run's "
+                f"run {self.path} was fitted on {data}, which does not exist any more; the run's "
                 "cameras come from that folder, so restore it (or edit 'data' in config.yaml)"
             )
         return load_dataset(data, warn_unprotected=not quiet, max_size=saved.max_size)

@@ -421,17 +421,9 @@ def shade_mesh_frames(mesh: Path, dataset, names: set[str] | None = None) -> dic
 
 def _load_dataset_quietly(folder: Path):
     """load_dataset without its "no protection manifest" note: only cameras/originals are read here."""
-    import logging
-
     from ..data.load import load_dataset
 
-    log = logging.getLogger("privsplat")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        return load_dataset(folder)
-    finally:
-        log.setLevel(level)
+    return load_dataset(folder, warn_unprotected=False)
 
 
 def _check_overlap(found: dict, flag: str, orig_files: dict) -> None:
@@ -468,7 +460,6 @@ class RunViews:
 
 @dataclass(frozen=True)
 class FitRun:
-    folder: Path
     dataset: object  # privsplat.data.Dataset the run was fitted on (normalised frame)
     config: dict  # FitConfig as a flat dict (config.yaml's "config")
     run: RunFolder
@@ -478,7 +469,7 @@ def open_run(run: Path, flag: str = "--run") -> FitRun:
     """A `privsplat fit` run folder: its config and the dataset it was fitted on."""
     folder = RunFolder.open(run, flag)
     saved = folder.read_config()
-    return FitRun(folder.path, folder.load_dataset(quiet=True), saved.config.to_dict(), folder)
+    return FitRun(folder.load_dataset(quiet=True), saved.config.to_dict(), folder)
 
 
 def render_run_views(run: FitRun, names: set[str], device: str = "auto") -> dict[str, np.ndarray]:

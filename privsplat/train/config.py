@@ -211,18 +211,6 @@ class FitConfig:
         for name in ("n_init", "views_per_step", "densify_every", "max_surfels"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
-        for name in (
-            "stage1_iters",
-            "stage2_iters",
-            "checkpoint_every",
-            "sh_degree",
-            "mesh_orbit_views",
-            "mesh_resolution",
-            "min_neutral_views",
-            "reset_every",
-        ):
-            if getattr(self, name) < 0:
-                raise bad(name, "must be 0 or more")
         if self.stage1_iters + self.stage2_iters < 1:
             raise bad("stage1_iters", "stage1_iters + stage2_iters must be at least 1")
         if self.sh_degree > 3:
@@ -235,6 +223,14 @@ class FitConfig:
                     if isinstance(x, float) and not math.isfinite(x):
                         raise bad(f.name, "must be a finite number")
         for name in (
+            "stage1_iters",
+            "stage2_iters",
+            "checkpoint_every",
+            "sh_degree",
+            "mesh_orbit_views",
+            "mesh_resolution",
+            "min_neutral_views",
+            "reset_every",
             "lr_means",
             "lr_means_final",
             "lr_scales",

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
+FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
 @dataclass
@@ -240,6 +241,7 @@ class Trainer:
     def _refresh_colour_reg(self) -> None:
         """After stage-2 densification: new neighbours, and each surfel's stage-1 albedo taken from
         the stage-1 surfel nearest to it."""
+        self._check_finite_params()  # a KD-tree of NaN means would fail deep in scipy
         from scipy.spatial import cKDTree
 
         means = self.model.params["means"].detach().cpu().numpy()
@@ -335,7 +337,8 @@ class Trainer:
         for opt in [*self.optimizers.values(), self.light_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
-        self._check_finite_params()
+        if self.step % FINITE_CHECK_EVERY == 0:
+            self._check_finite_params()
         if self.strategy is not None:
             if self.model.n >= self.cfg.max_surfels:
                 self.strategy.grow_grad2d = float("inf")  # at the cap: prune only
@@ -351,13 +354,14 @@ class Trainer:
     def _check_finite_params(self) -> None:
         """Stop on a diverged model: a NaN surfel is dropped by the rasterizer, so the loss alone
         can stay finite while the model turns to garbage."""
-        for k, v in self.model.params.items():
-            if not bool(torch.isfinite(v).all()):
-                raise PrivsplatError(
-                    f"the fit diverged at {self.stage} step {self.step}: surfel parameter "
-                    f"{k!r} became non-finite. Lower the learning rates (e.g. --lr-means, "
-                    "--lr-scales) or check the cameras"
-                )
+        finite = torch.stack([torch.isfinite(v).all() for v in self.model.params.values()])
+        if not bool(finite.all()):  # one host sync for every parameter
+            k = list(self.model.params.keys())[int((~finite).nonzero()[0])]
+            raise PrivsplatError(
+                f"the fit diverged at {self.stage} step {self.step}: surfel parameter "
+                f"{k!r} became non-finite. Lower the learning rates (e.g. --lr-means, "
+                "--lr-scales) or check the cameras"
+            )
 
     # --- the loop ---
     def fit(self) -> dict:
@@ -404,6 +408,7 @@ class Trainer:
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                     self.save_checkpoint()
             bar.close()
+            self._check_finite_params()
             prev = self.metrics["stages"].get(name, {})
             seconds = prev.get("seconds", 0.0) + time.perf_counter() - t0
             self.metrics["stages"][name] = {
