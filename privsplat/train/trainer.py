@@ -140,6 +140,7 @@ class Trainer:
         self.protected_views = [v for v in self.views if v.kind == "protected"]
         # Views whose RGB may be used: neutral views and region-protected views (RGB outside the region).
         self.rgb_carrying = [v for v in self.views if v.rgb is not None]
+        self.masked_protected = [v for v in self.protected_views if v.mask is not None]
         self.use_template = cfg.template == "always" or (
             cfg.template == "auto" and self.protected_views and len(self.rgb_carrying) < cfg.min_neutral_views
         )
@@ -177,9 +178,8 @@ class Trainer:
         no neutral view sees the face, and without them stage 1 prunes the surface there."""
         pool = self._pool()
         if self.spec.mask_share > 0 and self.cfg.mask_weight > 0:
-            masks = [v for v in self.protected_views if v.mask is not None]
-            if masks and self.rng.random() < self.spec.mask_share:
-                pool = masks
+            if self.masked_protected and self.rng.random() < self.spec.mask_share:
+                pool = self.masked_protected
         return [
             pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)), replace=False)
         ]
