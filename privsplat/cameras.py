@@ -160,3 +160,58 @@ def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> 
         eye = center + radius * (r * np.cos(golden * i) * x + z * y + r * np.sin(golden * i) * zz)
         poses.append(look_at(eye, center, up))
     return poses
+
+
+# --- the region every camera looks at (captures without masks) ---
+COMMON_VIEW_SHARE = 0.9
+"""A point belongs to the cameras' common view when it projects inside at least this share of the
+images: an orbit capture frames the subject in (nearly) every view, and its background is not."""
+
+
+def views_containing(points: np.ndarray, w2cs: np.ndarray, Ks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """How many of the cameras (w2c [N,4,4], K [N,3,3], sizes [N,2] as (width, height)) see each
+    point [P,3] inside their image, in front of them. Returns int [P]."""
+    P = np.asarray(points, dtype=np.float64)
+    count = np.zeros(len(P), dtype=np.int32)
+    for w2c, K, (w, h) in zip(np.asarray(w2cs), np.asarray(Ks), np.asarray(sizes)):
+        cam = P @ w2c[:3, :3].T + w2c[:3, 3]
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = K[0, 0] * cam[:, 0] / z + K[0, 2]
+            v = K[1, 1] * cam[:, 1] / z + K[1, 2]
+        count += (z > 1e-9) & (u >= 0) & (u <= w) & (v >= 0) & (v <= h)
+    return count
+
+
+def common_view_points(
+    w2cs: np.ndarray,
+    Ks: np.ndarray,
+    sizes: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    share: float = COMMON_VIEW_SHARE,
+) -> np.ndarray:
+    """n points uniformly inside the cameras' common view (seen by >= share of them), [n,3].
+
+    Candidates come from the cube around the look-at point that reaches the nearest camera;
+    returns fewer points (possibly none) when the common view is empty or tiny."""
+    center, dists = camera_distances(w2cs)
+    lo, hi = center - dists.min(), center + dists.min()
+    need = max(1, int(np.ceil(share * len(w2cs))))
+    out: list[np.ndarray] = []
+    got = 0
+    for _ in range(20):
+        cand = rng.uniform(lo, hi, (max(4 * n, 4096), 3))
+        keep = cand[views_containing(cand, w2cs, Ks, sizes) >= need]
+        if not out and len(keep) >= 8:
+            # the first hits bound the region: sample their (padded) box from now on, and
+            # keep only the hits inside it so the density stays uniform
+            pad = 0.1 * (keep.max(0) - keep.min(0)) + 1e-9
+            lo, hi = keep.min(0) - pad, keep.max(0) + pad
+            keep = keep[np.all((keep >= lo) & (keep <= hi), axis=1)]
+        out.append(keep)
+        got += len(keep)
+        if got >= n:
+            break
+    pts = np.concatenate(out) if out else np.zeros((0, 3))
+    return pts[:n]

@@ -230,6 +230,8 @@ def mesh_model(
         clusters=cfg.mesh_clusters if clusters < 0 else clusters,
         voxel=voxel or cfg.mesh_voxel,
         backend=cfg.backend,
+        crop=cfg.mesh_crop == "common-view"
+        or (cfg.mesh_crop == "auto" and any(f.mask_path is None for f in dataset.frames)),
     )
     write_mesh_ply(path, V, F)
     return {

@@ -91,3 +91,35 @@ def test_shipped_assets_are_small_and_licensed():
     assert asset_path("LICENSE-ICT-FaceKit.txt").is_file()
     sizes = [asset_path(n).stat().st_size for n in ("ict_head_small.npz", "nefertiti_small.npz")]
     assert min(sizes) > 10_000 and sum(sizes) < 3_000_000
+
+
+def test_room_background_distortion_and_no_masks(tmp_path):
+    """The real-capture problems on request: a textured room behind the head, an OPENCV lens and
+    no masks. Loaders undistort to a pinhole camera under which the GT mesh lands on the head."""
+    import open3d as o3d
+
+    kw = dict(mesh="ict", views=6, resolution=48, background="room", distortion=(-0.1, 0.02))
+    a = synthesize(out=tmp_path / "a", masks=False, **kw)
+    b = synthesize(out=tmp_path / "b", masks=True, **kw)
+    meta = json.loads((a / "transforms.json").read_text())
+    assert meta["camera_model"] == "OPENCV" and meta["k1"] == -0.1 and meta["k2"] == 0.02
+    assert not (a / "masks").exists() and all("mask_path" not in f for f in meta["frames"])
+    for name in ("frame_000.png", "frame_003.png"):  # deterministic: same pixels with or without masks
+        assert np.array_equal(cv2.imread(str(a / "images" / name)), cv2.imread(str(b / "images" / name)))
+    ds = load_dataset(b)
+    V = ds.to_normalised(np.asarray(o3d.io.read_triangle_mesh(str(b / "gt_mesh.ply")).vertices))
+    for f in ds.frames:
+        assert f.source is not None  # read through the lens model
+        rgb, mask = load_rgb(f), load_mask(f)
+        background = mask < 0.01
+        assert background.mean() > 0.2 and rgb[background].std() > 0.1  # textured, not black
+        cam = V @ f.w2c[:3, :3].T + f.w2c[:3, 3]
+        uv = cam @ f.K.T
+        uv = np.floor(uv[:, :2] / uv[:, 2:]).astype(int)
+        inside = (uv >= 0).all(1) & (uv[:, 0] < f.width) & (uv[:, 1] < f.height)
+        assert inside.mean() > 0.99
+        on = mask[uv[inside, 1], uv[inside, 0]]
+        grown = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert grown[uv[inside, 1], uv[inside, 0]].all() and (on > 0).mean() > 0.99  # mask and mesh agree
+    with pytest.raises(PrivsplatError, match="background"):
+        synthesize(out=tmp_path / "c", views=2, resolution=16, background="sky")

@@ -37,6 +37,13 @@ class Synth:
     """car: picks the plate strings and the body colour"""
     fov_deg: Optional[float] = None
     """default: 30 (head), 35 (car)"""
+    background: Literal["black", "room"] = "black"
+    """head: black, or a textured room around the head (what a real capture has behind the person)"""
+    k1: float = 0.0
+    """head: radial lens distortion k1 (OPENCV model; written to transforms.json, loaders undistort)"""
+    k2: float = 0.0
+    masks: bool = True
+    """head: write object masks (--no-masks: none, like a real capture)"""
     overwrite: bool = False
 
     def run(self) -> None:
@@ -46,8 +53,12 @@ class Synth:
         resolution = self.resolution if self.resolution is not None else resolution
         fov = self.fov_deg if self.fov_deg is not None else fov
         if self.scene == "car":
-            if self.mesh != "ict" or self.expression or self.identity_seed:
-                raise PrivsplatError("--mesh, --expression and --identity-seed apply to --scene head only")
+            head_only = self.background != "black" or self.k1 or self.k2 or not self.masks
+            if self.mesh != "ict" or self.expression or self.identity_seed or head_only:
+                raise PrivsplatError(
+                    "--mesh, --expression, --identity-seed, --background, --k1/--k2 and --no-masks "
+                    "apply to --scene head only"
+                )
             out = synthesize_car(self.out, views, resolution, self.seed, fov, overwrite=self.overwrite)
         else:
             out = synthesize(
@@ -59,5 +70,8 @@ class Synth:
                 self.expression,
                 fov,
                 overwrite=self.overwrite,
+                background=self.background,
+                distortion=(self.k1, self.k2),
+                masks=self.masks,
             )
         print(f"wrote {views} views to {out} in {time.perf_counter() - t0:.1f} s")

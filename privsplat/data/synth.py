@@ -148,16 +148,23 @@ def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def render_view(
-    scene, V, F, vnormals, features, K, w2c, width, height, center, radius
+    scene, V, F, vnormals, features, K, w2c, width, height, center, radius, lens=None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb float [H,W,3], coverage float [H,W]) with SUPERSAMPLE² rays per pixel."""
+    """(rgb float [H,W,3] premultiplied by coverage, coverage float [H,W]) with SUPERSAMPLE² rays
+    per pixel; `lens` (a SourceCamera) casts them through its distortion instead of the pinhole K."""
     import open3d as o3d
 
     s = SUPERSAMPLE
     H, W = height * s, width * s
     u, v = np.meshgrid((np.arange(W) + 0.5) / s, (np.arange(H) + 0.5) / s)
-    pix = np.stack([u, v, np.ones_like(u)], axis=-1).reshape(-1, 3)
-    dirs_cam = pix @ np.linalg.inv(K).T
+    if lens is not None:
+        from .undistort import undistort_points
+
+        xy = undistort_points(lens, np.stack([u.ravel(), v.ravel()], axis=1))
+        dirs_cam = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+    else:
+        pix = np.stack([u, v, np.ones_like(u)], axis=-1).reshape(-1, 3)
+        dirs_cam = pix @ np.linalg.inv(K).T
     R, t = w2c[:3, :3], w2c[:3, 3]
     dirs = dirs_cam @ R  # R^T d for each row
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -193,8 +200,16 @@ def synthesize(
     fov_deg: float = 30.0,
     fill: float = 0.8,
     overwrite: bool = False,
+    background: str = "black",
+    distortion: tuple[float, float] = (0.0, 0.0),
+    masks: bool = True,
 ) -> Path:
-    """Render the dataset described in the module docstring into `out`; return `out`."""
+    """Render the dataset described in the module docstring into `out`; return `out`.
+
+    The problems of a real capture, on request: background "room" puts the head inside a textured
+    room (walls about twice the camera distance away, privsplat.data.synth_room), `distortion`
+    (k1, k2) renders through an OPENCV lens (written as camera_model OPENCV, so loaders must
+    undistort), and masks=False writes no masks."""
     import open3d as o3d
 
     from .. import io as pio
@@ -209,6 +224,11 @@ def synthesize(
         raise PrivsplatError(f"--resolution must be an integer in 8..2048, got {resolution!r}")
     if not 1.0 <= fov_deg <= 120.0:
         raise PrivsplatError(f"--fov-deg must be in 1..120 degrees, got {fov_deg!r}")
+    if background not in ("black", "room"):
+        raise PrivsplatError(f"--background must be 'black' or 'room', got {background!r}")
+    k1, k2 = (float(c) for c in distortion)
+    if not (abs(k1) <= 0.5 and abs(k2) <= 0.5):
+        raise PrivsplatError(f"--k1/--k2 must lie in [-0.5, 0.5], got {k1}, {k2}")
     V, F, face_mask, features, units = head_mesh(mesh, identity_seed, expression)
     center = 0.5 * (V.min(0) + V.max(0))
     radius = float(np.linalg.norm(V - center, axis=1).max())
@@ -217,18 +237,45 @@ def synthesize(
     scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
     vnormals = _vertex_normals(V, F)
     K = intrinsics_from_fov(resolution, resolution, math.radians(fov_deg))
+    lens = None
+    if k1 or k2:
+        from .dataset import SourceCamera
+
+        lens = SourceCamera("OPENCV", K, (k1, k2, 0.0, 0.0), resolution, resolution)
+    room_texture = None
+    if background == "room":
+        from . import synth_room
+
+        room_texture = synth_room.room_texture(identity_seed)
+        # room frame: the head's centre at the origin, the cameras 2 room units away, walls at 4
+        room_scale = synth_room.ROOM / (2.0 * distance)
     out = Path(out)
     with pio.atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
-        (tmp / "masks").mkdir()
+        if masks:
+            (tmp / "masks").mkdir()
         entries, records = [], []
         for i, (az, el, eye) in enumerate(ring_cameras(views, center, distance)):
             w2c = look_at(eye, center)
-            rgb, cover = render_view(scene, V, F, vnormals, features, K, w2c, resolution, resolution, center, radius)
+            rgb, cover = render_view(
+                scene, V, F, vnormals, features, K, w2c, resolution, resolution, center, radius, lens
+            )
+            if room_texture is not None:
+                # the same camera in the room frame (a similarity: the image is unchanged by scale)
+                w2c_room = np.eye(4)
+                w2c_room[:3, :3] = w2c[:3, :3]
+                w2c_room[:3, 3] = (w2c[:3, :3] @ center + w2c[:3, 3]) * room_scale
+                room = synth_room.render_room(
+                    K, w2c_room, resolution, resolution, room_texture, lens, with_box=False
+                ).astype(np.float64)
+                rgb = rgb + (1.0 - cover[..., None]) * room / 255.0
             name = f"frame_{i:03d}"
-            img_path, mask_path = tmp / "images" / f"{name}.png", tmp / "masks" / f"{name}.png"
-            write_png(img_path, np.round(rgb * 255).astype(np.uint8))
-            write_png(mask_path, np.round(cover * 255).astype(np.uint8))
+            img_path = tmp / "images" / f"{name}.png"
+            write_png(img_path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+            mask_path = None
+            if masks:
+                mask_path = tmp / "masks" / f"{name}.png"
+                write_png(mask_path, np.round(cover * 255).astype(np.uint8))
             frame = Frame(name, "rgb", img_path, K, w2c, resolution, resolution, mask_path=mask_path)
             entries.append(frame_to_nerfstudio(frame, tmp, w2c))
             view_dir = (eye - center) / np.linalg.norm(eye - center)
@@ -240,7 +287,10 @@ def synthesize(
                     "angle_to_face_deg": math.degrees(math.acos(np.clip(view_dir @ FACE_DIRECTION, -1, 1))),
                 }
             )
-        pio.write_json(tmp / "transforms.json", {"camera_model": "PINHOLE", "frames": entries})
+        cams: dict = {"camera_model": "PINHOLE"}
+        if lens is not None:
+            cams = {"camera_model": "OPENCV", "k1": k1, "k2": k2, "p1": 0.0, "p2": 0.0}
+        pio.write_json(tmp / "transforms.json", {**cams, "frames": entries})
         mesh_o3d = o3d.geometry.TriangleMesh(
             o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F.astype(np.int32))
         )
@@ -259,6 +309,9 @@ def synthesize(
                 "expression": list(expression),
                 "fov_deg": fov_deg,
                 "fill": fill,
+                "background": background,
+                "distortion": [k1, k2],
+                "masks": masks,
                 "head_center": center,
                 "head_radius": radius,
                 "camera_distance": distance,

@@ -76,9 +76,16 @@ SHADE = np.array([1.0, 0.8, 0.9, 0.7, 0.95, 0.75])
 
 
 def render_room(
-    K: np.ndarray, w2c: np.ndarray, width: int, height: int, texture: np.ndarray, lens: SourceCamera | None = None
+    K: np.ndarray,
+    w2c: np.ndarray,
+    width: int,
+    height: int,
+    texture: np.ndarray,
+    lens: SourceCamera | None = None,
+    with_box: bool = True,
 ) -> np.ndarray:
-    """uint8 [H, W, 3] view of the room (pixel centres at +0.5); `lens` adds its distortion."""
+    """uint8 [H, W, 3] view of the room (pixel centres at +0.5); `lens` adds its distortion;
+    with_box=False leaves the room empty (synth puts a head there instead)."""
     import cv2
 
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
@@ -92,6 +99,8 @@ def render_room(
     d = np.concatenate([xy, np.ones((len(xy), 1))], axis=1) @ R  # world directions (R^T x)
     t_room, _ = _box_hit(o[None], d, ROOM, inside=True)
     t_box, hit_box = _box_hit(o[None], d, BOX, inside=False)
+    if not with_box:
+        hit_box = np.zeros_like(hit_box)
     t_hit = np.where(hit_box, t_box, t_room)
     p = o[None] + t_hit[:, None] * d
     uv_room, f_room = _sample(texture, p, ROOM, 0)

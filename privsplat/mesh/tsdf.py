@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cameras import Cameras, camera_distances, orbit_cameras, world_up
+from ..cameras import COMMON_VIEW_SHARE, Cameras, camera_distances, orbit_cameras, views_containing, world_up
 from ..data.dataset import Dataset
 from ..errors import PrivsplatError
 
@@ -31,13 +31,41 @@ class MeshParams:
 
 
 @torch.no_grad()
-def render_depths(model, cameras: list[Cameras], backend: str) -> list[tuple[np.ndarray, Cameras]]:
+def render_depths(
+    model, cameras: list[Cameras], backend: str, crop: Dataset | None = None
+) -> list[tuple[np.ndarray, Cameras]]:
+    """Median depth per camera (0 where alpha < 0.5); with `crop`, also 0 where the surface point
+    lies outside that dataset's common view (crop_common_view)."""
     out = []
     for cam in cameras:
         r = model.render(cam, backend=backend)
         depth = r.depth_median[0, ..., 0].clone()
         depth[r.alpha[0, ..., 0] < 0.5] = 0.0
-        out.append((depth.cpu().numpy().astype(np.float32), cam))
+        depth = depth.cpu().numpy().astype(np.float32)
+        if crop is not None:
+            depth = crop_common_view(depth, cam, crop)
+        out.append((depth, cam))
+    return out
+
+
+def crop_common_view(depth: np.ndarray, cam: Cameras, dataset: Dataset) -> np.ndarray:
+    """Zero the depth of pixels whose surface point fewer than COMMON_VIEW_SHARE of the dataset's
+    cameras see: the background of a capture without masks (the subject is in nearly every view)."""
+    v, u = np.nonzero(depth > 0)
+    if len(u) == 0:
+        return depth
+    K = cam.Ks[0].double().cpu().numpy()
+    w2c = cam.viewmats[0].double().cpu().numpy()
+    z = depth[v, u].astype(np.float64)
+    xc = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
+    world = (xc - w2c[:3, 3]) @ w2c[:3, :3]
+    f = dataset.frames
+    seen = views_containing(
+        world, dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f])
+    )
+    out = depth.copy()
+    drop = seen < np.ceil(COMMON_VIEW_SHARE * len(f))
+    out[v[drop], u[drop]] = 0.0
     return out
 
 
@@ -149,12 +177,13 @@ def extract_mesh(
     clusters: int = 1,
     voxel: float = 0.0,
     backend: str = "auto",
+    crop: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, MeshParams]:
     """Render median depth from the training cameras + an orbit, fuse, and return the mesh in the
-    INPUT's units and frame (dataset.to_input_units)."""
+    INPUT's units and frame (dataset.to_input_units). crop: keep only the cameras' common view."""
     cams = fusion_cameras(model, dataset, resolution, n_orbit)
     params = auto_params(dataset, resolution, len(cams), clusters, voxel)
-    V, F = fuse_tsdf(render_depths(model, cams, backend), params)
+    V, F = fuse_tsdf(render_depths(model, cams, backend, dataset if crop else None), params)
     return dataset.to_input_units(V), F, params
 
 

@@ -39,6 +39,9 @@ class ModelConfig:
     template: Literal["auto", "always", "never"] = "auto"
     """auto: start from the ICT neutral head when fewer than min_neutral_views RGB views exist."""
     min_neutral_views: int = 3
+    background_surfels: int = -1
+    """Surfels on a shell beyond the cameras that take the background of views without masks
+    (a real capture). -1 = auto: n_init of them when any view has no mask, else none."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ class MeshConfig:
     mesh_voxel: float = 0.0
     """TSDF voxel in normalised units; 0 = auto from the scene radius and depth-map size."""
     mesh_clusters: int = 1
+    mesh_crop: Literal["auto", "common-view", "none"] = "auto"
+    """Fuse only depth inside the cameras' common view (what >= 90% of the views see), so the
+    background of a capture without masks stays out of the mesh. auto: when any view has no mask."""
 
 
 GROUPS: dict[str, type] = {

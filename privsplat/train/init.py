@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from ..assets import neutral_template
-from ..cameras import camera_centers, camera_distances, world_up
+from ..cameras import camera_centers, camera_distances, common_view_points, world_up
 from ..data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,62 @@ def sample_hull(
     nrm = normals[idx]
     jitter -= (jitter * nrm).sum(1, keepdims=True) * nrm
     return points[idx] + jitter, nrm
+
+
+BACKGROUND_SHELL = 2.0
+"""Radius of the background shell in units of the farthest camera's distance from the look-at point."""
+
+
+def common_view_init(dataset: Dataset, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n surfels uniformly inside the cameras' common view (where a capture without masks keeps
+    its subject), with random orientations; falls back to a sphere when that region is empty."""
+    f = dataset.frames
+    pts = common_view_points(
+        dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f]), n, rng
+    )
+    if len(pts) < n // 4:
+        center, dists = camera_distances(dataset.w2cs())
+        log.warning("the cameras share no common view; starting from a sphere around their look-at point")
+        return sphere_points(center, 0.3 * float(np.median(dists)), n, rng)
+    d = rng.normal(size=(len(pts), 3))
+    return pts, d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def background_shell(
+    dataset: Dataset, images: list, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Background surfels for captures without masks: (points, normals, colours) on a sphere around
+    the look-at point beyond every camera (BACKGROUND_SHELL x the farthest distance), placed where
+    rays through random pixels of the views meet it, so only directions some view sees get surfels.
+
+    images[i] is frame i's (rgb [H,W,3], valid [H,W] or None) where its RGB may be used, else None:
+    colours come from those pixels; rays of protected views start grey (their RGB is never read)."""
+    w2cs = dataset.w2cs()
+    center, dists = camera_distances(w2cs)
+    radius = BACKGROUND_SHELL * float(dists.max())
+    frame_of = rng.integers(0, len(dataset.frames), n)
+    pts, cols = np.zeros((n, 3)), np.full((n, 3), 0.5)
+    for i, f in enumerate(dataset.frames):
+        sel = np.nonzero(frame_of == i)[0]
+        if len(sel) == 0:
+            continue
+        u, v = rng.uniform(0, f.width, len(sel)), rng.uniform(0, f.height, len(sel))
+        d_cam = np.stack([(u - f.K[0, 2]) / f.K[0, 0], (v - f.K[1, 2]) / f.K[1, 1], np.ones(len(sel))], 1)
+        R, t = f.w2c[:3, :3], f.w2c[:3, 3]
+        o = -R.T @ t - center
+        d = d_cam @ R
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        b = d @ o
+        s = -b + np.sqrt(np.maximum(b**2 - (o @ o - radius**2), 0.0))  # exit from inside the sphere
+        pts[sel] = center + o + s[:, None] * d
+        img = images[i] if i < len(images) else None
+        if img is not None:
+            rgb, valid = img
+            px = np.clip(u.astype(int), 0, rgb.shape[1] - 1), np.clip(v.astype(int), 0, rgb.shape[0] - 1)
+            ok = np.ones(len(sel), bool) if valid is None else valid[px[1], px[0]] > 0.5
+            cols[sel[ok]] = rgb[px[1][ok], px[0][ok]]
+    normals = center - pts
+    return pts, normals / np.linalg.norm(normals, axis=1, keepdims=True), cols
 
 
 def sphere_points(center: np.ndarray, radius: float, n: int, rng: np.random.Generator):

@@ -21,7 +21,7 @@ from ..errors import PrivsplatError
 from ..privacy.sigma import SigmaParams, gradient_magnitude
 from . import losses as L
 from .config import FitConfig
-from .init import sample_hull, sphere_points, template_points, visual_hull
+from .init import background_shell, common_view_init, sample_hull, sphere_points, template_points, visual_hull
 from .model import SurfelModel
 from .stages import StageSpec, plan_stages
 
@@ -101,6 +101,7 @@ def initial_model(
     dataset: Dataset, views: list[View], cfg: FitConfig, use_template: bool, rng: np.random.Generator
 ) -> tuple[SurfelModel, str]:
     masks = {v.name: v.mask.cpu().numpy() for v in views if v.mask is not None}
+    unmasked = len(views) - len(masks)
     hull = visual_hull(dataset, masks) if len(masks) >= 2 else None
     if use_template:
         pts, nrm = template_points(dataset, cfg.n_init, rng, hull)
@@ -108,11 +109,25 @@ def initial_model(
     elif hull is not None:
         pts, nrm = sample_hull(*hull, cfg.n_init, rng)
         how = f"visual hull of {len(masks)} masks"
+    elif unmasked:
+        pts, nrm = common_view_init(dataset, cfg.n_init, rng)
+        how = "the cameras' common view (no masks)"
     else:
         center, dists = camera_distances(dataset.w2cs())
         pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
-    return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
+    colours = None
+    n_bg = cfg.background_surfels if cfg.background_surfels >= 0 else (cfg.n_init if unmasked else 0)
+    if n_bg > 0:
+        images = [
+            None if v.rgb is None else (v.rgb.cpu().numpy(), None if v.valid is None else v.valid.cpu().numpy())
+            for v in views
+        ]
+        bp, bn, bc = background_shell(dataset, images, n_bg, rng)
+        colours = np.concatenate([np.full((len(pts), 3), 0.5), bc])
+        pts, nrm = np.concatenate([pts, bp]), np.concatenate([nrm, bn])
+        how += f" + {n_bg} background surfels ({unmasked} views without masks)"
+    return SurfelModel.from_points(pts, nrm, cfg, colours=colours, seed=cfg.seed), how
 
 
 def _full_screen_gradient(meta: dict) -> torch.Tensor:
