@@ -108,7 +108,11 @@ class DensifyConfig:
     densify_every: int = 100
     grow_grad2d: float = 2e-4
     prune_opa: float = 0.05
-    reset_every: int = 100000
+    reset_every: int = -1
+    """Reset every surfel's opacity to 2 x prune_opa every this many steps of a densifying stage's
+    refinement window (3DGS's floater removal; gsplat 1.5.3's own reset never fires). -1 = auto:
+    three times per window when views lack masks (floaters in front of the background), never
+    otherwise; 0 = never."""
     max_surfels: int = 60000
 
 
@@ -236,7 +240,6 @@ class FitConfig:
             "mesh_orbit_views",
             "mesh_resolution",
             "min_neutral_views",
-            "reset_every",
             "lr_means",
             "lr_means_final",
             "lr_scales",
@@ -257,6 +260,9 @@ class FitConfig:
         ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be 0 or more")
+        for name in ("reset_every", "background_surfels"):
+            if getattr(self, name) < -1:
+                raise bad(name, "must be -1 (auto), 0 or more")
         if self.lr_means > 0 and self.lr_means_final <= 0:
             raise bad("lr_means_final", "must be > 0 when lr_means > 0")
         if not 0 < self.render_scale <= 8:

@@ -110,8 +110,15 @@ class SurfelModel(torch.nn.Module):
     # --- construction ---
     @classmethod
     def from_points(
-        cls, points: np.ndarray, normals: np.ndarray, cfg: FitConfig, colours: np.ndarray | None = None, seed: int = 0
+        cls,
+        points: np.ndarray,
+        normals: np.ndarray,
+        cfg: FitConfig,
+        colours: np.ndarray | None = None,
+        seed: int = 0,
+        opacities: np.ndarray | None = None,
     ) -> "SurfelModel":
+        """opacities: per-surfel initial opacity (default cfg.init_opacity for all)."""
         rng = np.random.default_rng(seed)
         n = len(points)
         spacing = np.clip(mean_spacing(points), 1e-4, None) * cfg.init_scale
@@ -121,7 +128,9 @@ class SurfelModel(torch.nn.Module):
             "means": torch.tensor(points, dtype=torch.float32),
             "quats": torch.tensor(quats_from_normals(normals, rng), dtype=torch.float32),
             "scales": torch.tensor(scales, dtype=torch.float32),
-            "opacities": torch.full((n,), math.log(cfg.init_opacity / (1 - cfg.init_opacity))),
+            "opacities": torch.logit(
+                torch.as_tensor(cfg.init_opacity if opacities is None else opacities, dtype=torch.float32).expand(n)
+            ).clone(),
         }
         k = (cfg.sh_degree + 1) ** 2
         if cfg.colour_model == "shaded":

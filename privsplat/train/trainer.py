@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
+UNMASKED_INIT_OPACITY = 0.1  # foreground surfels of a fit with background surfels
 FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
@@ -116,9 +117,12 @@ def initial_model(
         center, dists = camera_distances(dataset.w2cs())
         pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
-    colours = None
+    colours = opacities = None
     n_bg = cfg.background_surfels if cfg.background_surfels >= 0 else (cfg.n_init if unmasked else 0)
     if n_bg > 0:
+        # The region in front of the background starts nearly transparent, the background shell
+        # opaque: a dense opaque ball would take the background's colours itself (a local minimum).
+        opacities = np.concatenate([np.full(len(pts), UNMASKED_INIT_OPACITY), np.full(n_bg, cfg.init_opacity)])
         images = [
             None if v.rgb is None else (v.rgb.cpu().numpy(), None if v.valid is None else v.valid.cpu().numpy())
             for v in views
@@ -127,7 +131,7 @@ def initial_model(
         colours = np.concatenate([np.full((len(pts), 3), 0.5), bc])
         pts, nrm = np.concatenate([pts, bp]), np.concatenate([nrm, bn])
         how += f" + {n_bg} background surfels ({unmasked} views without masks)"
-    return SurfelModel.from_points(pts, nrm, cfg, colours=colours, seed=cfg.seed), how
+    return SurfelModel.from_points(pts, nrm, cfg, colours=colours, seed=cfg.seed, opacities=opacities), how
 
 
 def _full_screen_gradient(meta: dict) -> torch.Tensor:
@@ -156,6 +160,8 @@ class Trainer:
         # Views whose RGB may be used: neutral views and region-protected views (RGB outside the region).
         self.rgb_carrying = [v for v in self.views if v.rgb is not None]
         self.masked_protected = [v for v in self.protected_views if v.mask is not None]
+        self.has_unmasked = any(v.mask is None for v in self.views)
+        self.share_step = False
         self.use_template = cfg.template == "always" or (
             cfg.template == "auto" and self.protected_views and len(self.rgb_carrying) < cfg.min_neutral_views
         )
@@ -192,9 +198,14 @@ class Trainer:
         """The views of one step. In stage 1 a share of the steps goes to the protected views' masks:
         no neutral view sees the face, and without them stage 1 prunes the surface there."""
         pool = self._pool()
-        if self.spec.mask_share > 0 and self.cfg.mask_weight > 0:
-            if self.masked_protected and self.rng.random() < self.spec.mask_share:
-                pool = self.masked_protected
+        self.share_step = False
+        if self.spec.mask_share > 0 and self.protected_views and self.rng.random() < self.spec.mask_share:
+            if self.masked_protected and self.cfg.mask_weight > 0:
+                pool, self.share_step = self.masked_protected, True
+            elif not self.masked_protected:
+                # no masks to hold the face: these steps use the protected views' magnitudes
+                # (the data stage 2 fits anyway), so stage 1 does not prune what no neutral view sees
+                pool, self.share_step = self.protected_views, True
         return [
             pool[i] for i in self.rng.choice(len(pool), size=min(self.cfg.views_per_step, len(pool)), replace=False)
         ]
@@ -226,7 +237,7 @@ class Trainer:
                 refine_start_iter=int(cfg.densify_start * n_steps),
                 refine_stop_iter=int(cfg.densify_stop * n_steps),
                 refine_every=cfg.densify_every,
-                reset_every=cfg.reset_every,
+                reset_every=10**9,  # our own reset below (gsplat 1.5.3's never fires)
                 grow_grad2d=cfg.grow_grad2d,
                 prune_opa=cfg.prune_opa,
                 key_for_gradient="grad2d_full",
@@ -239,6 +250,12 @@ class Trainer:
             # far below a pixel, rendered as screen-space low-pass blobs, and the fitted surface
             # sank about a pixel inside the silhouettes.
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+            self.reset_every = cfg.reset_every
+            if self.reset_every < 0:
+                window = self.strategy.refine_stop_iter - self.strategy.refine_start_iter
+                # only where neutral RGB is fitted: a stage on magnitudes alone would not restore colours
+                auto = self.has_unmasked and spec.views != "protected"
+                self.reset_every = max(window // 3, cfg.densify_every) if auto else 0
         if spec.colour_reg:
             self._setup_colour_reg()
 
@@ -275,7 +292,7 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         if spec.rgb_loss and view.rgb is not None and (view.kind == "rgb" or not spec.rgb_on_neutral_only):
             terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight, view.valid)
-        if spec.grad_loss and view.magnitude is not None:
+        if (spec.grad_loss or (self.share_step and view.mask is None)) and view.magnitude is not None:
             mag = gradient_magnitude(rgb, self.sigma)
             if mag.shape != view.magnitude.shape:
                 raise PrivsplatError(
@@ -364,6 +381,12 @@ class Trainer:
             self.strategy.step_post_backward(
                 self.model.params, self.optimizers, self.strategy_state, self.step, metas[-1]
             )
+            s = self.strategy
+            if self.reset_every > 0 and s.refine_start_iter < self.step < s.refine_stop_iter:
+                if (self.step - s.refine_start_iter) % self.reset_every == 0:
+                    from gsplat.strategy.ops import reset_opa
+
+                    reset_opa(self.model.params, self.optimizers, self.strategy_state, value=2.0 * s.prune_opa)
         return total
 
     def _check_finite_params(self) -> None:
