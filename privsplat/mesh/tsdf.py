@@ -118,7 +118,7 @@ def fuse_tsdf(depths: list[tuple[np.ndarray, Cameras]], params: MeshParams) -> t
         attr_channels=((1), (1)),
         voxel_size=float(params.voxel),
         block_resolution=8,
-        block_count=100000,
+        block_count=4096,  # initial capacity: the CPU hash map grows (100000 preallocated 400 MB)
         device=o3c.Device("CPU:0"),
     )
     for depth, cam in depths:

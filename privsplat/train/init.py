@@ -95,20 +95,15 @@ def common_view_init(dataset: Dataset, n: int, rng: np.random.Generator) -> tupl
     return pts, d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
-def background_shell(
-    dataset: Dataset, images: list, n: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Background surfels for captures without masks: (points, normals, colours) on a sphere around
+def background_shell(dataset: Dataset, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Background surfels for captures without masks: (points, inward normals) on a sphere around
     the look-at point beyond every camera (BACKGROUND_SHELL x the farthest distance), placed where
     rays through random pixels of the views meet it, so only directions some view sees get surfels.
-
-    images[i] is frame i's (rgb [H,W,3], valid [H,W] or None) where its RGB may be used, else None:
-    colours come from those pixels; rays of protected views start grey (their RGB is never read)."""
-    w2cs = dataset.w2cs()
-    center, dists = camera_distances(w2cs)
+    They start grey: colours taken from the pixels would paint the subject onto the shell."""
+    center, dists = camera_distances(dataset.w2cs())
     radius = BACKGROUND_SHELL * float(dists.max())
     frame_of = rng.integers(0, len(dataset.frames), n)
-    pts, cols = np.zeros((n, 3)), np.full((n, 3), 0.5)
+    pts = np.zeros((n, 3))
     for i, f in enumerate(dataset.frames):
         sel = np.nonzero(frame_of == i)[0]
         if len(sel) == 0:
@@ -122,14 +117,8 @@ def background_shell(
         b = d @ o
         s = -b + np.sqrt(np.maximum(b**2 - (o @ o - radius**2), 0.0))  # exit from inside the sphere
         pts[sel] = center + o + s[:, None] * d
-        img = images[i] if i < len(images) else None
-        if img is not None:
-            rgb, valid = img
-            px = np.clip(u.astype(int), 0, rgb.shape[1] - 1), np.clip(v.astype(int), 0, rgb.shape[0] - 1)
-            ok = np.ones(len(sel), bool) if valid is None else valid[px[1], px[0]] > 0.5
-            cols[sel[ok]] = rgb[px[1][ok], px[0][ok]]
     normals = center - pts
-    return pts, normals / np.linalg.norm(normals, axis=1, keepdims=True), cols
+    return pts, normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
 
 def sphere_points(center: np.ndarray, radius: float, n: int, rng: np.random.Generator):

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
-UNMASKED_INIT_OPACITY = 0.1  # foreground surfels of a fit with background surfels
 FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
@@ -117,21 +116,15 @@ def initial_model(
         center, dists = camera_distances(dataset.w2cs())
         pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
-    colours = opacities = None
     n_bg = cfg.background_surfels if cfg.background_surfels >= 0 else (cfg.n_init if unmasked else 0)
     if n_bg > 0:
-        # The region in front of the background starts nearly transparent, the background shell
-        # opaque: a dense opaque ball would take the background's colours itself (a local minimum).
-        opacities = np.concatenate([np.full(len(pts), UNMASKED_INIT_OPACITY), np.full(n_bg, cfg.init_opacity)])
-        images = [
-            None if v.rgb is None else (v.rgb.cpu().numpy(), None if v.valid is None else v.valid.cpu().numpy())
-            for v in views
-        ]
-        bp, bn, bc = background_shell(dataset, images, n_bg, rng)
-        colours = np.concatenate([np.full((len(pts), 3), 0.5), bc])
+        bp, bn = background_shell(dataset, n_bg, rng)
         pts, nrm = np.concatenate([pts, bp]), np.concatenate([nrm, bn])
         how += f" + {n_bg} background surfels ({unmasked} views without masks)"
-    return SurfelModel.from_points(pts, nrm, cfg, colours=colours, seed=cfg.seed, opacities=opacities), how
+    if unmasked and hull is None and not use_template:
+        # surfels filling a volume: half the usual size, or the cloud starts as an opaque ball
+        cfg = cfg.replace(init_scale=0.5 * cfg.init_scale)
+    return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
 
 def _full_screen_gradient(meta: dict) -> torch.Tensor:
@@ -335,7 +328,12 @@ class Trainer:
         metas = []
         for (w, h), views in by_size.items():
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
-            out = self.model.render(cams, backend=self.backend, background=self.cfg.background)
+            background = self.cfg.background
+            if all(v.mask is None for v in views):
+                # Views without masks show a surface in every pixel: a random background colour each
+                # step makes any transparency cost, so the model cannot fake colour with low opacity.
+                background = tuple(torch.rand(3).tolist())
+            out = self.model.render(cams, backend=self.backend, background=background)
             terms: dict[str, torch.Tensor] = {}
             for i, v in enumerate(views):
                 for k, t in self._view_losses(v, out, i, frac).items():
