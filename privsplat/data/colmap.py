@@ -1,4 +1,4 @@
-"""A small reader for COLMAP sparse models (cameras and images, .bin or .txt).
+"""A small reader for COLMAP sparse models (cameras, images and the xyz of points3D, .bin or .txt).
 
 Pinhole models (PINHOLE, SIMPLE_PINHOLE) load as they are. The distorted models
 SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE become a SourceCamera in
@@ -70,6 +70,27 @@ def read_model(model_dir: Path) -> tuple[dict[int, ColmapCamera], dict[int, Colm
             f"COLMAP model in {model_dir} is corrupt ({e}); re-export it with `colmap model_converter`"
         ) from None
     raise PrivsplatError(f"COLMAP model in {model_dir} needs both cameras and images (.bin or .txt)")
+
+
+def read_points(model_dir: Path) -> np.ndarray | None:
+    """[P,3] float64 xyz of points3D in the model's world (the .bin or .txt that matches the cameras
+    read_model reads, else the other); None without the file or when it holds no point. Colours,
+    errors and tracks are skipped."""
+    binary = (model_dir / "cameras.bin").is_file() and (model_dir / "images.bin").is_file()
+    names = ("points3D.bin", "points3D.txt") if binary else ("points3D.txt", "points3D.bin")
+    path = next((model_dir / n for n in names if (model_dir / n).is_file()), None)
+    if path is None:
+        return None
+    try:
+        xyz = _read_points_bin(path) if path.suffix == ".bin" else _read_points_txt(path)
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError) as e:
+        raise PrivsplatError(
+            f"COLMAP points3D in {model_dir} is corrupt ({e}); re-export the model with "
+            "`colmap model_converter`, or remove points3D to load the cameras alone"
+        ) from None
+    if not np.all(np.isfinite(xyz)):
+        raise PrivsplatError(f"COLMAP points3D in {model_dir} holds non-finite coordinates; re-export the model")
+    return xyz if len(xyz) else None
 
 
 def camera_lens(cam: ColmapCamera, where: str) -> tuple[np.ndarray, SourceCamera | None]:
@@ -159,6 +180,36 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     return images
 
 
+POINT_BIN_MIN = 8 + 24 + 3 + 8 + 8  # id, xyz, rgb, error, track length (a track of 0 entries)
+
+
+def _read_points_bin(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    (n,), off = struct.unpack_from("<Q", data, 0), 8
+    if n * POINT_BIN_MIN > len(data) - off:  # before allocating for the claimed count
+        raise ValueError(f"it claims {n} points but holds {len(data)} bytes")
+    xyz = np.empty((n, 3))
+    for i in range(n):
+        xyz[i] = struct.unpack_from("<3d", data, off + 8)
+        (track,) = struct.unpack_from("<Q", data, off + 43)
+        off += POINT_BIN_MIN + 8 * track
+    if off > len(data):
+        raise ValueError("file ends inside a point record")
+    return xyz
+
+
+def _read_points_txt(path: Path) -> np.ndarray:
+    rows = []
+    for ln in _data_lines(path):
+        tok = ln.split()
+        if not tok:
+            continue
+        if len(tok) < 8 or len(tok) % 2:
+            raise ValueError(f"point line {ln[:60]!r} needs id, x, y, z, r, g, b, error and (image, point) pairs")
+        rows.append([float(t) for t in tok[1:4]])
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
 def _data_lines(path: Path) -> list[str]:
     return [ln.rstrip("\n") for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
 
@@ -208,8 +259,11 @@ def _is_points_line(line: str) -> bool:
     return True
 
 
-def write_model_txt(model_dir: Path, cams: dict[int, ColmapCamera], images: dict[int, ColmapImage]) -> None:
-    """Write cameras.txt/images.txt (used by tests and by anyone converting to COLMAP)."""
+def write_model_txt(
+    model_dir: Path, cams: dict[int, ColmapCamera], images: dict[int, ColmapImage], points: np.ndarray | None = None
+) -> None:
+    """Write cameras.txt/images.txt, and points3D.txt (xyz, grey, empty tracks) when points are given
+    (used by tests and by anyone converting to COLMAP)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     with open(model_dir / "cameras.txt", "w") as f:
         f.write("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n")
@@ -220,9 +274,16 @@ def write_model_txt(model_dir: Path, cams: dict[int, ColmapCamera], images: dict
         for iid, im in images.items():
             vals = " ".join(repr(float(v)) for v in (*im.qvec, *im.tvec))
             f.write(f"{iid} {vals} {im.camera_id} {im.name}\n\n")
+    if points is not None:
+        with open(model_dir / "points3D.txt", "w") as f:
+            f.write("# POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n")
+            for i, p in enumerate(np.asarray(points, dtype=np.float64)):
+                f.write(f"{i + 1} " + " ".join(repr(float(v)) for v in p) + " 128 128 128 0.5\n")
 
 
-def write_model_bin(model_dir: Path, cams: dict[int, ColmapCamera], images: dict[int, ColmapImage]) -> None:
+def write_model_bin(
+    model_dir: Path, cams: dict[int, ColmapCamera], images: dict[int, ColmapImage], points: np.ndarray | None = None
+) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     out = bytearray(struct.pack("<Q", len(cams)))
     for cid, c in cams.items():
@@ -234,3 +295,9 @@ def write_model_bin(model_dir: Path, cams: dict[int, ColmapCamera], images: dict
         out += struct.pack("<i7di", iid, *im.qvec, *im.tvec, im.camera_id)
         out += im.name.encode("utf-8") + b"\0" + struct.pack("<Q", 0)
     (model_dir / "images.bin").write_bytes(bytes(out))
+    if points is not None:
+        out = bytearray(struct.pack("<Q", len(points)))
+        for i, p in enumerate(np.asarray(points, dtype=np.float64)):
+            # a one-entry track (image_id, point2d_idx): the reader must step over tracks
+            out += struct.pack("<Q3d3BdQ", i + 1, *p, 128, 128, 128, 0.5, 1) + struct.pack("<II", 1, i)
+        (model_dir / "points3D.bin").write_bytes(bytes(out))

@@ -72,6 +72,8 @@ class Dataset:
     protection: dict[str, Any] | None = None  # manifest's operator parameters, None = plain RGB folder
     normalisation: str = ""  # which rule chose center/scale (see privsplat/data/normalise.py)
     format: str = ""  # input format: "nerfstudio", "colmap" or "idr"
+    points: np.ndarray | None = None  # [P,3] float64 SfM points, normalised world (to_normalised of the
+    # input's points: nerfstudio ply_file_path, COLMAP points3D); None = the dataset has none
 
     def to_input_units(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points) / self.scale + self.center

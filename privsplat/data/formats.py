@@ -5,6 +5,10 @@ Conventions converted here, once:
 - nerfstudio / instant-ngp: `transform_matrix` is OpenGL camera-to-world (x right, y up,
   z backward): w2c_opencv = inv(c2w_gl @ diag(1, -1, -1, 1)).
 - COLMAP: qvec/tvec are already OpenCV world-to-camera.
+- SfM points (Parsed.points) stay in the frame of the poses: nerfstudio's `ply_file_path` is
+  written in the transforms.json world (ns-process-data applies its `applied_transform` to the
+  poses and the points alike; nerfstudio reads both with the same transform), COLMAP's
+  points3D in the model's world. Only x, y, z are read; colours are ignored.
 - IDR / NeuS / VolSDF: world_mat_i = K [R | t] (up to scale) maps the input world to
   pixels; scale_mat_i maps the unit sphere to the input world. We decompose world_mat_i
   (i.e. P = world_mat @ scale_mat composed with inv(scale_mat)), so poses stay in the
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,8 @@ class Parsed:
     frames: list[Frame]  # w2c in input units
     normalisation: dict[str, Any] | None  # stored by `protect`: {"center": [3], "scale": s}
     format: str
+    points: np.ndarray | None = None  # [P,3] float64 SfM points in input units; None = none given
+    points_path: Path | None = None  # the file they came from (the guard checks it in protected folders)
 
 
 def detect_format(root: Path) -> str:
@@ -147,6 +154,30 @@ def resolve_image(root: Path, rel: str, where: str) -> Path:
     raise PrivsplatError(
         f"{where}: image {p} does not exist (tried with and without .png/.jpg); fix file_path or restore the image"
     )
+
+
+def read_points_ply(path: Path, where: str) -> np.ndarray | None:
+    """[P,3] float64 x, y, z of a PLY's vertices (other properties ignored); None for zero vertices."""
+    from plyfile import PlyData, PlyParseError
+
+    from ..io import check_ply_header
+
+    counts = check_ply_header(path, f"{where}: point file")  # before plyfile allocates for the claimed count
+    if "vertex" not in counts:
+        raise PrivsplatError(f"{where}: point file {path} has no 'vertex' element; give a point cloud PLY")
+    try:
+        v = PlyData.read(str(path))["vertex"].data
+    except (PlyParseError, ValueError, KeyError, IndexError, EOFError, struct.error, UnicodeDecodeError) as e:
+        raise PrivsplatError(
+            f"{where}: point file {path} cannot be read ({type(e).__name__}: {e}); re-export it"
+        ) from None
+    missing = [k for k in "xyz" if k not in (v.dtype.names or ())]
+    if missing:
+        raise PrivsplatError(f"{where}: point file {path} lacks the vertex propert(ies) {missing}; it needs x, y, z")
+    xyz = np.stack([np.asarray(v[k], dtype=np.float64) for k in "xyz"], axis=1).reshape(-1, 3)
+    if not np.all(np.isfinite(xyz)):
+        raise PrivsplatError(f"{where}: point file {path} holds non-finite coordinates; re-export it")
+    return xyz if len(xyz) else None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -280,7 +311,18 @@ def parse_nerfstudio(root: Path) -> Parsed:
     norm = meta.get("privsplat_normalisation")
     if norm is not None:
         norm = _check_normalisation(norm, path)
-    return Parsed(frames, norm, "nerfstudio")
+    points, points_path = None, None
+    if meta.get("ply_file_path") is not None:
+        where = f"{path} ply_file_path"
+        if not isinstance(meta["ply_file_path"], str):
+            raise PrivsplatError(f"{where} must be a string (a path relative to the dataset folder)")
+        points_path = inside(root, root / meta["ply_file_path"], where)  # before looking, as for images
+        if not points_path.is_file():
+            raise PrivsplatError(
+                f"{where}: point file {points_path} does not exist; restore it or remove ply_file_path"
+            )
+        points = read_points_ply(points_path, where)
+    return Parsed(frames, norm, "nerfstudio", points, points_path)
 
 
 CAMERA_KEYS = (
@@ -373,7 +415,7 @@ def frame_to_nerfstudio(frame: Frame, root: Path, w2c_input: np.ndarray) -> dict
 
 
 def parse_colmap(root: Path) -> Parsed:
-    from .colmap import camera_lens, find_model_dir, qvec_to_rotation, read_model
+    from .colmap import camera_lens, find_model_dir, qvec_to_rotation, read_model, read_points
 
     model_dir = find_model_dir(root)
     cams, images = read_model(model_dir)
@@ -428,7 +470,7 @@ def parse_colmap(root: Path) -> Parsed:
         )
         for n, p, (K, w2c, w, h, m, lens) in zip(names, paths, rows)
     ]
-    return Parsed(frames, None, "colmap")
+    return Parsed(frames, None, "colmap", read_points(model_dir))
 
 
 # ----------------------------------------------------------------------------- IDR / NeuS

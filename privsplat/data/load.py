@@ -17,7 +17,7 @@ log = logging.getLogger("privsplat")
 
 
 def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int | None = None) -> Dataset:
-    """Any supported format → Dataset with OpenCV w2c in the normalised world.
+    """Any supported format → Dataset with OpenCV w2c (and SfM points, if any) in the normalised world.
 
     A folder written by `privsplat protect` (it has privsplat_manifest.json) is verified
     first (every file's SHA-256, σ parameters, every frame's kind); a folder without a
@@ -35,7 +35,7 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
         raise PrivsplatError(f"{root} has no frames")
     protection = None
     if (root / MANIFEST_NAME).exists():
-        protection = verify_manifest(root, frames)
+        protection = verify_manifest(root, frames, parsed.points_path)
     elif any(f.kind == "protected" for f in frames):
         raise PrivsplatError(
             f"{root} has frames marked protected but no {MANIFEST_NAME}; the folder was "
@@ -57,7 +57,7 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
         center, scale, rule = scene_normalisation(frames, [load_mask(f) for f in frames])
     for f in frames:
         f.w2c = normalise_w2c(f.extra["w2c_input"], center, scale)
-    return Dataset(
+    ds = Dataset(
         root=root,
         frames=frames,
         center=np.asarray(center, dtype=np.float64),
@@ -66,3 +66,6 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
         normalisation=rule,
         format=parsed.format,
     )
+    if parsed.points is not None:  # normalised like the cameras; they take no part in choosing center, scale
+        ds.points = ds.to_normalised(parsed.points)
+    return ds

@@ -5,12 +5,16 @@ the tool version, every frame with its kind (and why), the SHA-256 of every othe
 wrote, and a digest over all of that. The guard (`verify_manifest`, called by load_dataset)
 refuses the folder unless
 - every file in it (hidden ones included) is listed and unchanged, and every listed file is
-  transforms.json or an image some frame uses; nothing in it is a symbolic link;
+  transforms.json, an image some frame uses, or points.ply when transforms.json's ply_file_path
+  names it; nothing in it is a symbolic link;
 - the digest matches σ's parameters, the frame list and the file list (a checksum against
   mistakes and careless edits, NOT a signature: anyone can recompute it);
 - every frame kept its kind, and no frame was added or dropped;
 - every PNG holds only critical chunks (IHDR, PLTE, IDAT, IEND) and nothing after IEND, so
   no text/metadata chunk or trailing bytes can carry a second image;
+- points.ply (the SfM points) is binary PLY with one vertex element of x, y, z and nothing
+  else: no colour (SfM colours are averaged over every view, the sensitive ones included), no
+  other property or element, no header comment, no bytes after the points;
 - every protected image is plausible as σ's output: 16-bit grey, at exactly the size σ's
   declared resolution gives, full range (its maximum is 65535 unless it is blank), a
   magnitude scale σ can reach, and edge-like content (`edge_likeness`, measured thresholds);
@@ -44,6 +48,7 @@ Kernel = Literal["sobel", "scharr", "central"]
 KERNELS: tuple[str, ...] = ("sobel", "scharr", "central")
 
 MANIFEST_NAME = "privsplat_manifest.json"
+POINTS_NAME = "points.ply"  # SfM points, x, y, z only, in the frame of transforms.json's poses
 MANIFEST_VERSION = 2  # 2: adds "digest" (σ parameters + frames + files)
 MAX_BLUR_SIGMA = 64.0  # input pixels
 
@@ -138,6 +143,63 @@ def write_manifest(root: Path, sigma: SigmaParams, frames: list[dict[str, Any]])
     }
     write_json(root / MANIFEST_NAME, manifest)
     return root / MANIFEST_NAME
+
+
+# --------------------------------------------------------------------------- points.ply
+
+POINT_TYPES = {"float": 4, "double": 8}
+
+
+def write_points_xyz(path: Path, xyz) -> None:
+    """points.ply as protect writes it: binary little-endian, one vertex element, double x, y, z."""
+    import numpy as np
+
+    from ..io import atomic_path
+
+    xyz = np.ascontiguousarray(xyz, dtype="<f8").reshape(-1, 3)
+    header = "ply\nformat binary_little_endian 1.0\nelement vertex {}\n{}end_header\n".format(
+        len(xyz), "".join(f"property double {k}\n" for k in "xyz")
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header.encode("ascii") + xyz.tobytes())
+
+
+def check_points_clean(path: Path) -> str | None:
+    """None if path is a PLY of x, y, z only, as write_points_xyz writes it; else why not."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return f"is unreadable ({e.strerror or e})"
+    end = data.find(b"end_header\n")
+    if not data.startswith(b"ply\n") or end < 0:
+        return "is not a PLY file"
+    lines = data[:end].decode("latin-1").splitlines()[1:]
+    elements, props, types, other = [], [], set(), []
+    for line in lines:
+        tok = line.split()
+        if tok[:1] == ["element"] and len(tok) == 3 and tok[2].isdigit():
+            elements.append((tok[1], int(tok[2])))
+        elif tok[:1] == ["property"] and len(tok) == 3 and elements:
+            props.append(tok[2])
+            types.add(tok[1])
+        elif tok != ["format", "binary_little_endian", "1.0"]:
+            other.append(line.strip()[:40])
+    if len(elements) != 1 or elements[0][0] != "vertex":
+        return f"holds the element(s) {[e for e, _ in elements]}; protect writes one 'vertex' element"
+    if props != ["x", "y", "z"]:
+        return (
+            f"has the vertex properties {props}, not x, y, z alone (protect writes no colour: SfM "
+            "colours are averaged over every view, the sensitive ones included)"
+        )
+    if other:
+        return f"has the header line(s) {other} (protect writes no comment, and binary little-endian only)"
+    if len(types) != 1 or next(iter(types)) not in POINT_TYPES:
+        return f"stores x, y, z as {sorted(types)}; protect writes one float type (float or double)"
+    n = elements[0][1]
+    body = len(data) - (end + len(b"end_header\n"))
+    if body != n * 3 * POINT_TYPES[types.pop()]:
+        return f"holds {body} bytes after its header, not what {n} points need (truncated, or bytes appended)"
+    return None
 
 
 # --------------------------------------------------------------------------- PNG structure
@@ -255,8 +317,10 @@ def _refuse(root: Path, what: str) -> PrivsplatError:
     )
 
 
-def verify_manifest(root: Path, frames) -> dict[str, Any]:
-    """Check root against its manifest (see the module docstring); return σ's parameters (dict)."""
+def verify_manifest(root: Path, frames, points_path: Path | None = None) -> dict[str, Any]:
+    """Check root against its manifest (see the module docstring); return σ's parameters (dict).
+
+    points_path: the file transforms.json's ply_file_path names (None: it names none)."""
     m = _read_manifest(root)
     try:
         sigma = SigmaParams.from_dict(m.get("sigma"))
@@ -265,12 +329,18 @@ def verify_manifest(root: Path, frames) -> dict[str, Any]:
     covered = _check_file_hashes(root, m)
     _check_nothing_unlisted(root, m)
     _check_frames(root, m, frames, covered)
-    _check_every_file_used(root, m, frames)
+    if points_path is not None and Path(points_path).resolve() != (root / POINTS_NAME).resolve():
+        raise _refuse(root, f"transforms.json's ply_file_path names {points_path}; protect writes {POINTS_NAME}")
+    _check_every_file_used(root, m, frames, points_path)
     for rel in m["files"]:
-        if rel != "transforms.json":
+        if rel == POINTS_NAME:
+            why = check_points_clean(root / rel)
+        elif rel != "transforms.json":
             why = check_png_clean(root / rel)
-            if why is not None:
-                raise _refuse(root, f"{rel} {why}")
+        else:
+            why = None
+        if why is not None:
+            raise _refuse(root, f"{rel} {why}")
     entries = _transforms_entries(root)
     regions = {fr["name"]: fr.get("region") for fr in m["frames"]}
     for f in frames:
@@ -369,12 +439,14 @@ def _frame_files(f) -> list[Path]:
     return [Path(p) for p in (f.image_path, f.mask_path, f.region_mask_path, f.rgb_outside_path) if p is not None]
 
 
-def _check_every_file_used(root: Path, m: dict[str, Any], frames) -> None:
+def _check_every_file_used(root: Path, m: dict[str, Any], frames, points_path: Path | None) -> None:
     """A listed file no frame uses has no business in the folder (it would travel with the data)."""
     used = {p.resolve() for f in frames for p in _frame_files(f)} | {(root / "transforms.json").resolve()}
+    if points_path is not None:
+        used.add(Path(points_path).resolve())
     for rel in m["files"]:
         if (root / rel).resolve() not in used:
-            raise _refuse(root, f"{rel} is listed in the manifest but no frame uses it")
+            raise _refuse(root, f"{rel} is listed in the manifest but no frame uses it (nor ply_file_path)")
 
 
 def _transforms_entries(root: Path) -> dict[Path, dict[str, Any]]:

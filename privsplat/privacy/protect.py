@@ -10,6 +10,9 @@ Runs on the user's machine. Output folder (written atomically, never inside the 
 - masks/<name>.png       object masks for every view. A silhouette is not a face image,
                          but it does reveal the head's outline: drop masks from the input
                          first if that matters to you;
+- points.ply             the input's SfM points (if it has any), x, y, z only, in the frame of
+                         transforms.json's poses (ply_file_path). Never their colours: SfM
+                         averages them over every view, the sensitive ones included;
 - transforms.json        nerfstudio layout, OpenGL camera-to-world poses in the input's units,
                          the input's normalisation (so load_dataset gives the same cameras),
                          per-frame privsplat_kind "rgb" | "protected";
@@ -171,7 +174,7 @@ def protect(
     from ..data.dataset import Frame
     from ..data.formats import frame_to_nerfstudio
     from ..data.images import write_png
-    from ..data.protected import write_manifest
+    from ..data.protected import POINTS_NAME, write_manifest, write_points_xyz
     from .sigma import gradient_magnitude, protected_size
 
     params = SigmaParams(kernel, float(blur_sigma), resolution)
@@ -269,13 +272,14 @@ def protect(
                         entry[key] = paths[attr].relative_to(tmp).as_posix()
             entries.append(entry)
             manifest_frames.append({"name": frame.name, "kind": kind, "region": region is not None, "reason": why})
-        pio.write_json(
-            tmp / "transforms.json",
-            {
-                "camera_model": "PINHOLE",
-                "frames": entries,
-                "privsplat_normalisation": {"center": ds.center, "scale": ds.scale, "rule": ds.normalisation},
-            },
-        )
+        meta = {
+            "camera_model": "PINHOLE",
+            "frames": entries,
+            "privsplat_normalisation": {"center": ds.center, "scale": ds.scale, "rule": ds.normalisation},
+        }
+        if ds.points is not None:  # input units, like the poses above (w2c_input)
+            write_points_xyz(tmp / POINTS_NAME, ds.to_input_units(ds.points))
+            meta["ply_file_path"] = POINTS_NAME
+        pio.write_json(tmp / "transforms.json", meta)
         write_manifest(tmp, params, manifest_frames)
     return decisions
