@@ -44,6 +44,8 @@ class Synth:
     k2: float = 0.0
     masks: bool = True
     """head: write object masks (--no-masks: none, like a real capture)"""
+    points: int = 0
+    """head: write this many surface points as sparse_pc.ply (like structure from motion's points)"""
     overwrite: bool = False
 
     def run(self) -> None:
@@ -53,7 +55,7 @@ class Synth:
         resolution = self.resolution if self.resolution is not None else resolution
         fov = self.fov_deg if self.fov_deg is not None else fov
         if self.scene == "car":
-            head_only = self.background != "black" or self.k1 or self.k2 or not self.masks
+            head_only = self.background != "black" or self.k1 or self.k2 or not self.masks or self.points
             if self.mesh != "ict" or self.expression or self.identity_seed or head_only:
                 raise PrivsplatError(
                     "--mesh, --expression, --identity-seed, --background, --k1/--k2 and --no-masks "
@@ -73,5 +75,6 @@ class Synth:
                 background=self.background,
                 distortion=(self.k1, self.k2),
                 masks=self.masks,
+                points=self.points,
             )
         print(f"wrote {views} views to {out} in {time.perf_counter() - t0:.1f} s")

@@ -190,6 +190,36 @@ def render_view(
     return rgb, cover
 
 
+def _surface_points(scene, K, w2c, lens, rgb, center, room, n, rng) -> tuple[np.ndarray, np.ndarray]:
+    """n points where rays through random pixels meet the head or (room = (scale, synth_room)) the
+    room's walls, moved by ~0.3 px of noise, with the rendered colour of their pixel (uint8)."""
+    import open3d as o3d
+
+    h, w = rgb.shape[:2]
+    u, v = rng.uniform(0, w, n), rng.uniform(0, h, n)
+    if lens is not None:
+        from .undistort import undistort_points
+
+        xy = undistort_points(lens, np.stack([u, v], 1))
+    else:
+        xy = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]], 1)
+    d = np.concatenate([xy, np.ones((n, 1))], 1) @ w2c[:3, :3]  # world directions (R^T x)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    eye = -w2c[:3, :3].T @ w2c[:3, 3]
+    rays = np.concatenate([np.broadcast_to(eye, d.shape), d], 1).astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    hit = np.isfinite(t)
+    if room is not None:
+        scale, synth_room = room
+        t_room, _ = synth_room._box_hit(((eye - center) * scale)[None], d, synth_room.ROOM, inside=True)
+        t = np.where(hit, t, t_room / scale)
+        hit = np.isfinite(t)
+    p = eye + t[:, None] * d
+    p += rng.normal(size=p.shape) * (0.3 * t / K[0, 0])[:, None]
+    col = rgb[np.clip(v.astype(int), 0, h - 1), np.clip(u.astype(int), 0, w - 1)]
+    return p[hit], np.round(np.clip(col[hit], 0, 1) * 255).astype(np.uint8)
+
+
 def synthesize(
     mesh: str = "ict",
     out: str | Path = "synth",
@@ -203,13 +233,16 @@ def synthesize(
     background: str = "black",
     distortion: tuple[float, float] = (0.0, 0.0),
     masks: bool = True,
+    points: int = 0,
 ) -> Path:
     """Render the dataset described in the module docstring into `out`; return `out`.
 
     The problems of a real capture, on request: background "room" puts the head inside a textured
     room (walls about twice the camera distance away, privsplat.data.synth_room), `distortion`
     (k1, k2) renders through an OPENCV lens (written as camera_model OPENCV, so loaders must
-    undistort), and masks=False writes no masks."""
+    undistort), masks=False writes no masks, and points > 0 writes that many surface points with
+    their pixel colours as sparse_pc.ply (what structure from motion gives a real capture: points on
+    whatever the views see, head and room, with ~0.3 px of noise)."""
     import open3d as o3d
 
     from .. import io as pio
@@ -255,6 +288,8 @@ def synthesize(
         if masks:
             (tmp / "masks").mkdir()
         entries, records = [], []
+        cloud: list[tuple[np.ndarray, np.ndarray]] = []
+        prng = np.random.default_rng(identity_seed + 1)
         for i, (az, el, eye) in enumerate(ring_cameras(views, center, distance)):
             w2c = look_at(eye, center)
             rgb, cover = render_view(
@@ -269,6 +304,9 @@ def synthesize(
                     K, w2c_room, resolution, resolution, room_texture, lens, with_box=False
                 ).astype(np.float64)
                 rgb = rgb + (1.0 - cover[..., None]) * room / 255.0
+            if points > 0:
+                room = (room_scale, synth_room) if room_texture is not None else None
+                cloud.append(_surface_points(scene, K, w2c, lens, rgb, center, room, -(-points // views), prng))
             name = f"frame_{i:03d}"
             img_path = tmp / "images" / f"{name}.png"
             write_png(img_path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
@@ -290,6 +328,13 @@ def synthesize(
         cams: dict = {"camera_model": "PINHOLE"}
         if lens is not None:
             cams = {"camera_model": "OPENCV", "k1": k1, "k2": k2, "p1": 0.0, "p2": 0.0}
+        if points > 0:
+            from .capture import write_points_ply
+
+            xyz = np.concatenate([c[0] for c in cloud])[:points]
+            col = np.concatenate([c[1] for c in cloud])[:points]
+            write_points_ply(tmp / "sparse_pc.ply", xyz, col)
+            cams["ply_file_path"] = "sparse_pc.ply"
         pio.write_json(tmp / "transforms.json", {**cams, "frames": entries})
         mesh_o3d = o3d.geometry.TriangleMesh(
             o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F.astype(np.int32))

@@ -7,7 +7,14 @@ import logging
 import numpy as np
 
 from ..assets import neutral_template
-from ..cameras import camera_centers, camera_distances, common_view_points, world_up
+from ..cameras import (
+    COMMON_VIEW_SHARE,
+    camera_centers,
+    camera_distances,
+    common_view_points,
+    views_containing,
+    world_up,
+)
 from ..data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,44 @@ def common_view_init(dataset: Dataset, n: int, rng: np.random.Generator) -> tupl
         return sphere_points(center, 0.3 * float(np.median(dists)), n, rng)
     d = rng.normal(size=(len(pts), 3))
     return pts, d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def split_points(dataset: Dataset, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(subject, background): SfM points inside the cameras' common view, and the others."""
+    f = dataset.frames
+    seen = views_containing(
+        points, dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f])
+    )
+    inside = seen >= np.ceil(COMMON_VIEW_SHARE * len(f))
+    return points[inside], points[~inside]
+
+
+def point_normals(points: np.ndarray, toward: np.ndarray, k: int = 10) -> np.ndarray:
+    """Unit normals of a point cloud from its k nearest neighbours (smallest principal axis),
+    turned to face `toward` [3] or, with toward [P,3], each point's own target."""
+    from scipy.spatial import cKDTree
+
+    k = min(k, len(points))
+    _, idx = cKDTree(points).query(points, k=k)
+    nb = points[idx] - points[idx].mean(1, keepdims=True)
+    _, _, vt = np.linalg.svd(nb, full_matrices=False)
+    n = vt[:, -1, :]
+    flip = ((np.broadcast_to(toward, points.shape) - points) * n).sum(1) < 0
+    n[flip] *= -1
+    return n
+
+
+def sample_points(points: np.ndarray, normals: np.ndarray, n: int, rng: np.random.Generator):
+    """n surfels on a point cloud: every point once (then repeats), jittered in its tangent plane
+    by up to half the local spacing so repeats do not coincide."""
+    from .model import mean_spacing
+
+    idx = np.concatenate([rng.permutation(len(points)), rng.integers(0, len(points), max(0, n - len(points)))])[:n]
+    spacing = mean_spacing(points)[idx] if len(points) > 3 else np.full(n, 1e-2)
+    jitter = rng.uniform(-0.5, 0.5, (n, 3)) * spacing[:, None]
+    nrm = normals[idx]
+    jitter -= (jitter * nrm).sum(1, keepdims=True) * nrm
+    return points[idx] + jitter, nrm
 
 
 def background_shell(dataset: Dataset, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,17 @@ from ..errors import PrivsplatError
 from ..privacy.sigma import SigmaParams, gradient_magnitude
 from . import losses as L
 from .config import FitConfig
-from .init import background_shell, common_view_init, sample_hull, sphere_points, template_points, visual_hull
+from .init import (
+    background_shell,
+    common_view_init,
+    point_normals,
+    sample_hull,
+    sample_points,
+    sphere_points,
+    split_points,
+    template_points,
+    visual_hull,
+)
 from .model import SurfelModel
 from .stages import StageSpec, plan_stages
 
@@ -29,7 +39,8 @@ log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
-FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
+FINITE_CHECK_EVERY = 10
+MIN_POINTS = 50  # SfM points needed to start from them  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
 @dataclass
@@ -100,30 +111,43 @@ def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.n
 def initial_model(
     dataset: Dataset, views: list[View], cfg: FitConfig, use_template: bool, rng: np.random.Generator
 ) -> tuple[SurfelModel, str]:
+    """Where the surfels start: the ICT template, the masks' visual hull, SfM points in the cameras'
+    common view, that common view itself (no masks, no points), or a sphere. Views without masks
+    also get background surfels (on the SfM points outside the common view, else on a shell)."""
     masks = {v.name: v.mask.cpu().numpy() for v in views if v.mask is not None}
     unmasked = len(views) - len(masks)
     hull = visual_hull(dataset, masks) if len(masks) >= 2 else None
+    center, dists = camera_distances(dataset.w2cs())
+    subject = backdrop = None
+    if dataset.points is not None and len(dataset.points) and hull is None:
+        subject, backdrop = split_points(dataset, np.asarray(dataset.points, dtype=np.float64))
     if use_template:
         pts, nrm = template_points(dataset, cfg.n_init, rng, hull)
         how = "ICT neutral head template"
     elif hull is not None:
         pts, nrm = sample_hull(*hull, cfg.n_init, rng)
         how = f"visual hull of {len(masks)} masks"
+    elif subject is not None and len(subject) >= MIN_POINTS:
+        pts, nrm = sample_points(subject, point_normals(subject, 2 * subject - center), cfg.n_init, rng)
+        how = f"{len(subject)} SfM points in the cameras' common view"
     elif unmasked:
         pts, nrm = common_view_init(dataset, cfg.n_init, rng)
         how = "the cameras' common view (no masks)"
+        # surfels filling a volume: half the usual size, or the cloud starts as an opaque ball
+        cfg = cfg.replace(init_scale=0.5 * cfg.init_scale)
     else:
-        center, dists = camera_distances(dataset.w2cs())
         pts, nrm = sphere_points(center, 0.3 * float(np.median(dists)), cfg.n_init, rng)
         how = "sphere around the cameras' look-at point"
     n_bg = cfg.background_surfels if cfg.background_surfels >= 0 else (cfg.n_init if unmasked else 0)
     if n_bg > 0:
-        bp, bn = background_shell(dataset, n_bg, rng)
+        if backdrop is not None and len(backdrop) >= MIN_POINTS:
+            bp, bn = sample_points(backdrop, point_normals(backdrop, center), n_bg, rng)
+            where = f"{len(backdrop)} SfM points outside the common view"
+        else:
+            bp, bn = background_shell(dataset, n_bg, rng)
+            where = "a shell beyond the cameras"
         pts, nrm = np.concatenate([pts, bp]), np.concatenate([nrm, bn])
-        how += f" + {n_bg} background surfels ({unmasked} views without masks)"
-    if unmasked and hull is None and not use_template:
-        # surfels filling a volume: half the usual size, or the cloud starts as an opaque ball
-        cfg = cfg.replace(init_scale=0.5 * cfg.init_scale)
+        how += f" + {n_bg} background surfels on {where} ({unmasked} views without masks)"
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
 

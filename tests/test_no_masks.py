@@ -1,0 +1,73 @@
+"""Captures without masks: the cameras' common view, SfM points split into subject and background,
+the background surfels, and the mesh crop that keeps the background out."""
+
+import numpy as np
+
+from privsplat.cameras import Cameras, common_view_points, intrinsics_from_fov, look_at, views_containing
+from privsplat.data.dataset import Dataset, Frame
+from privsplat.train.init import background_shell, point_normals, split_points
+
+
+def ring(n=12, dist=4.0, size=48, fov=40.0):
+    K = intrinsics_from_fov(size, size, np.radians(fov))
+    frames = []
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        eye = dist * np.array([np.sin(a), 0.3 * np.sin(2 * a), np.cos(a)])
+        frames.append(Frame(f"f{i:02d}", "rgb", None, K, look_at(eye, np.zeros(3)), size, size))
+    return Dataset(root=None, frames=frames, center=np.zeros(3), scale=1.0)
+
+
+def geometry(ds):
+    return ds.w2cs(), np.stack([f.K for f in ds.frames]), np.array([(f.width, f.height) for f in ds.frames])
+
+
+def test_common_view_holds_the_centre_not_what_lies_beyond_the_cameras():
+    ds = ring()
+    w2cs, Ks, sizes = geometry(ds)
+    counts = views_containing(np.array([[0.0, 0, 0], [0.3, 0.2, -0.2], [9.0, 0, 0], [0, 0, -12.0]]), w2cs, Ks, sizes)
+    assert list(counts[:2]) == [12, 12] and counts[2] < 6 and counts[3] < 6
+    pts = common_view_points(w2cs, Ks, sizes, 2000, np.random.default_rng(0))
+    assert len(pts) == 2000 and (views_containing(pts, w2cs, Ks, sizes) >= 11).all()
+    # uniform over the region: its extent reaches the inscribed radius of the view cones (~dist*sin(fov/2))
+    r = np.linalg.norm(pts, axis=1)
+    assert 0.9 < np.percentile(r, 99) < 2.0 and r.min() < 0.3
+
+
+def test_points_split_into_subject_and_background_with_oriented_normals():
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(600, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    head = 0.8 * d
+    walls = np.concatenate([np.c_[rng.uniform(-8, 8, (300, 2)), np.full(300, s)][:, [0, 2, 1]] for s in (-8.0, 8.0)])
+    ds = ring()
+    subject, backdrop = split_points(ds, np.concatenate([head, walls]))
+    assert len(subject) == 600 and len(backdrop) == 600
+    n = point_normals(subject, 2 * subject)  # outward
+    assert ((n * subject).sum(1) > 0).mean() > 0.95
+    assert (np.abs((n * d).sum(1)) > 0.9).mean() > 0.9  # normal of a sphere = its radius direction
+    nb = point_normals(backdrop, np.zeros(3))  # toward the centre
+    assert ((nb * -backdrop).sum(1) > 0).all()
+
+
+def test_background_shell_lies_beyond_every_camera_where_views_look():
+    ds = ring()
+    pts, nrm = background_shell(ds, 3000, np.random.default_rng(0))
+    r = np.linalg.norm(pts, axis=1)
+    assert np.allclose(r, r[0], rtol=1e-6) and r[0] > 2 * 4.0 * 0.99
+    assert np.allclose((nrm * -pts / r[:, None]).sum(1), 1.0)
+    w2cs, Ks, sizes = geometry(ds)
+    assert (views_containing(pts, w2cs, Ks, sizes) >= 1).all()  # only directions some view sees
+
+
+def test_mesh_crop_drops_the_background_and_keeps_the_subject():
+    from privsplat.mesh.tsdf import crop_common_view
+
+    ds = ring()
+    f = ds.frames[0]
+    cam = Cameras.from_numpy(f.K, f.w2c, f.width, f.height)
+    depth = np.full((f.height, f.width), 12.0, np.float32)  # a wall far behind the subject
+    depth[16:32, 16:32] = 4.0  # the subject, around the look-at point
+    out = crop_common_view(depth, cam, ds)
+    assert (out[16:32, 16:32] == 4.0).all()
+    assert (out[:8] == 0).all() and (out[:, :8] == 0).all()
