@@ -2,6 +2,7 @@
 the background surfels, and the mesh crop that keeps the background out."""
 
 import numpy as np
+import pytest
 
 from privsplat.cameras import Cameras, common_view_points, intrinsics_from_fov, look_at, views_containing
 from privsplat.data.dataset import Dataset, Frame
@@ -71,3 +72,21 @@ def test_mesh_crop_drops_the_background_and_keeps_the_subject():
     out = crop_common_view(depth, cam, ds)
     assert (out[16:32, 16:32] == 4.0).all()
     assert (out[:8] == 0).all() and (out[:, :8] == 0).all()
+
+
+def test_sfm_points_set_the_scale_when_there_are_no_masks(tmp_path):
+    """Rule "points": the subject's points (those every camera sees) get radius ~1, as masks would give."""
+    pytest.importorskip("open3d")
+    import open3d as o3d
+
+    from privsplat.data import load_dataset
+    from privsplat.data.synth import synthesize
+
+    data = synthesize(out=tmp_path / "d", views=8, resolution=32, background="room", masks=False, points=3000)
+    ds = load_dataset(data, warn_unprotected=False)
+    assert ds.normalisation == "points" and ds.points is not None and len(ds.points) > 2000
+    V = ds.to_normalised(np.asarray(o3d.io.read_triangle_mesh(str(data / "gt_mesh.ply")).vertices))
+    assert np.linalg.norm(V, axis=1).max() == pytest.approx(1.0, abs=0.15)  # as rule "masks" gives
+    masked = load_dataset(synthesize(out=tmp_path / "m", views=8, resolution=32), warn_unprotected=False)
+    assert masked.normalisation == "masks"
+    assert ds.scale == pytest.approx(masked.scale, rel=0.05)  # the same head in the same units (0.6 % apart)

@@ -54,7 +54,7 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
             parsed.normalisation["rule"],
         )
     else:
-        center, scale, rule = scene_normalisation(frames, [load_mask(f) for f in frames])
+        center, scale, rule = scene_normalisation(frames, [load_mask(f) for f in frames], parsed.points)
     for f in frames:
         f.w2c = normalise_w2c(f.extra["w2c_input"], center, scale)
     ds = Dataset(
@@ -66,6 +66,6 @@ def load_dataset(path: str | Path, warn_unprotected: bool = True, max_size: int 
         normalisation=rule,
         format=parsed.format,
     )
-    if parsed.points is not None:  # normalised like the cameras; they take no part in choosing center, scale
+    if parsed.points is not None:  # normalised like the cameras (they set the scale under rule "points")
         ds.points = ds.to_normalised(parsed.points)
     return ds

@@ -9,6 +9,10 @@ world_normalised = (world_input - center) * scale.
   ~1. Per frame, the mask's widest angle from the ray through `center` gives the radius
   of the sphere around `center` that the silhouette subtends, d·sin(angle); the median
   over frames is used (robust to one bad mask).
+- scale, rule "points" (no masks, but structure-from-motion points): the points that nearly every
+  camera sees (the subject; cameras.COMMON_VIEW_SHARE) get a bounding sphere of radius ~1 around
+  `center` (their 98th-percentile distance), as the masks rule gives it: the fit's defaults are
+  tuned at that scale.
 - scale, rule "cameras" (otherwise): the cameras sit at median distance 3 from `center`.
 """
 
@@ -16,11 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cameras import closest_point_to_axes
+from ..cameras import COMMON_VIEW_SHARE, closest_point_to_axes, views_containing
 from ..errors import PrivsplatError
 from .dataset import Frame
 
 CAMERA_RADIUS = 3.0
+MIN_SUBJECT_POINTS = 50
 
 
 def silhouette_radius(frame: Frame, mask: np.ndarray, center: np.ndarray) -> float | None:
@@ -42,7 +47,21 @@ def silhouette_radius(frame: Frame, mask: np.ndarray, center: np.ndarray) -> flo
     return float(dist * np.sin(min(np.arccos(cosang.min()), np.pi / 2)))
 
 
-def scene_normalisation(frames: list[Frame], masks: list[np.ndarray | None]) -> tuple[np.ndarray, float, str]:
+def subject_radius(frames: list[Frame], points: np.ndarray, center: np.ndarray) -> float | None:
+    """98th-percentile distance from `center` of the points (input units) in the cameras' common view."""
+    w2cs = np.stack([f.extra["w2c_input"] for f in frames])
+    seen = views_containing(
+        points, w2cs, np.stack([f.K for f in frames]), np.array([(f.width, f.height) for f in frames])
+    )
+    subject = points[seen >= np.ceil(COMMON_VIEW_SHARE * len(frames))]
+    if len(subject) < MIN_SUBJECT_POINTS:
+        return None
+    return float(np.percentile(np.linalg.norm(subject - center, axis=1), 98))
+
+
+def scene_normalisation(
+    frames: list[Frame], masks: list[np.ndarray | None], points: np.ndarray | None = None
+) -> tuple[np.ndarray, float, str]:
     w2cs = np.stack([f.extra["w2c_input"] for f in frames])
     R, t = w2cs[:, :3, :3], w2cs[:, :3, 3]
     centers = -np.einsum("nji,nj->ni", R, t)
@@ -62,6 +81,10 @@ def scene_normalisation(frames: list[Frame], masks: list[np.ndarray | None]) -> 
         radii = [r for f, m in zip(frames, masks) if (r := silhouette_radius(f, m, center)) is not None]
         if radii and np.median(radii) > 1e-12:
             return center, float(1.0 / np.median(radii)), "masks"
+    if points is not None and len(points) and len(frames) > 1:
+        r = subject_radius(frames, np.asarray(points, dtype=np.float64), center)
+        if r is not None and r > 1e-12:
+            return center, 1.0 / r, "points"
     return center, float(CAMERA_RADIUS / np.median(dists)), "cameras"
 
 

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
 FINITE_CHECK_EVERY = 10
-MIN_POINTS = 50  # SfM points needed to start from them  # steps between checks for a diverged model (each check is a host sync on a GPU)
+MIN_POINTS = 50  # SfM points needed to start from them
+RANDOM_BACKGROUND = True  # views without masks render on a random colour each step  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
 @dataclass
@@ -353,7 +354,7 @@ class Trainer:
         for (w, h), views in by_size.items():
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
             background = self.cfg.background
-            if all(v.mask is None for v in views):
+            if RANDOM_BACKGROUND and all(v.mask is None for v in views):
                 # Views without masks show a surface in every pixel: a random background colour each
                 # step makes any transparency cost, so the model cannot fake colour with low opacity.
                 background = tuple(torch.rand(3).tolist())
