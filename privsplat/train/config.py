@@ -124,6 +124,8 @@ class RenderConfig:
     """Screen-space low-pass: area = each surfel's blob carries its own screen area (silhouettes stay
     where they are); gsplat = gsplat's full-strength blob, which widens silhouettes and puts the fitted
     surface about a pixel inside (the gsplat CUDA backend has only this one)."""
+    stage2_lowpass: Literal["same", "area", "gsplat"] = "same"
+    """Screen-space low-pass of stage 2 (the gradient-magnitude stage): same = `lowpass`."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 

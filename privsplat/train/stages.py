@@ -39,6 +39,8 @@ class StageSpec:
     """Apply the colour regulariser (the surfel analogue of the paper's Lipschitz bound)."""
     mask_share: float = 0.0
     """Share of steps on the protected views' masks (mask, normal, distortion terms only)."""
+    lowpass: str | None = None
+    """Screen-space low-pass of this stage (None: the model's own, cfg.lowpass)."""
 
 
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
@@ -61,6 +63,7 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         freeze_colour=cfg.colour_reg == "freeze",
         densify=cfg.densify and cfg.stage2_densify,
         colour_reg=True,
+        lowpass=None if cfg.stage2_lowpass == "same" else cfg.stage2_lowpass,
     )
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]

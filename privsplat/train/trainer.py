@@ -233,6 +233,7 @@ class Trainer:
         from gsplat.strategy import DefaultStrategy
 
         cfg, p, spec = self.cfg, self.model.params, self.spec
+        self.model.lowpass = spec.lowpass or cfg.lowpass
         geo = spec.lr_factor
         colour_lr = 0.0 if spec.freeze_colour else cfg.lr_colour
         lrs = {
