@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """Table-1 reproduction: face-region Chamfer of full-RGB, stage 1, privacy (1+2) and ablations.
 
-Heads from `privsplat synth` (ICT identities, one with an expression, nefertiti), 36 views with
-the rear views neutral. Prints a markdown table and writes JSON + markdown.
+Heads from `privsplat synth` (ICT identities, ±3σ identities, expressions, nefertiti, and heads
+scripts/make_head.py builds), 36 views with the rear views neutral, each rendered with each
+appearance (textured: procedural skin-like texture; plaster: near-uniform albedo, so shading is
+the only signal). Prints a markdown table and writes results.json, table.md and, per head and
+appearance, turntables/<head>-<appearance>.png (rows: GT, full-RGB mesh, privacy mesh).
 
-    .venv/bin/python scripts/bench_quality.py --out bench-quality [--heads ict1 ict2 ...] [--rows ...]
+    .venv/bin/python scripts/bench_quality.py --out bench-quality [--heads ict1 mh ...] [--rows ...]
+        [--appearances textured plaster]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +27,15 @@ HEADS = {
     "ict2": dict(mesh="ict", identity_seed=2),
     "ict3": dict(mesh="ict", identity_seed=3),
     "ict1-jaw": dict(mesh="ict", identity_seed=1, expression=("jawOpen:0.6",)),
+    "ict1-3s": dict(mesh="ict", identity_seed=1, identity_scale=3.0),
+    "ict2-neg3s": dict(mesh="ict", identity_seed=2, identity_scale=-3.0),
+    "ict1-smile": dict(mesh="ict", identity_seed=1, expression=("mouthSmile_L:1", "mouthSmile_R:1")),
     "nefertiti": dict(mesh="nefertiti"),
+    "mh": dict(make_head=()),  # scripts/make_head.py with these arguments (cm, face +z)
+    "mh-nose": dict(make_head=("--nose", "1.6", "--sockets", "1.4")),
 }
+APPEARANCES = ("textured", "plaster")
+UNITS = {"nefertiti": "mm"}  # the others are in cm
 # row -> (which folder: "rgb" = unprotected, "prot" = protected; config overrides)
 ROWS = {
     "full-RGB": ("rgb", {}),
@@ -36,13 +48,21 @@ ROWS = {
 }
 
 
-def prepare(head: str, root: Path, resolution: int, neutral: int) -> tuple[Path, Path]:
+def prepare(head: str, appearance: str, root: Path, resolution: int, neutral: int) -> tuple[Path, Path]:
     from privsplat.data.synth import rear_view_names, synthesize
     from privsplat.privacy.protect import protect
 
-    data, prot = root / f"{head}-{resolution}", root / f"{head}-{resolution}-protected"
+    name = f"{head}-{appearance}-{resolution}"
+    data, prot = root / name, root / f"{name}-protected"
     if not (data / "gt_mesh.ply").exists():
-        synthesize(out=data, resolution=resolution, overwrite=True, **HEADS[head])
+        kw = dict(HEADS[head])
+        if "make_head" in kw:
+            mesh = root / f"{head}.ply"
+            root.mkdir(parents=True, exist_ok=True)
+            script = Path(__file__).with_name("make_head.py")
+            subprocess.run([sys.executable, str(script), "--out", str(mesh), *kw.pop("make_head")], check=True)
+            kw["mesh"] = str(mesh)
+        synthesize(out=data, resolution=resolution, overwrite=True, appearance=appearance, **kw)
     if not (prot / "privsplat_manifest.json").exists():
         _, sensitive = rear_view_names(data, neutral)
         protect(data, prot, sensitive=",".join(sensitive), overwrite=True)
@@ -54,6 +74,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-quality"))
     ap.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--appearances", nargs="+", default=["textured"], choices=APPEARANCES)
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--neutral-views", type=int, default=15)
     ap.add_argument("--preset", default="head64")
@@ -64,83 +85,133 @@ def main() -> int:
 
     import yaml
 
-    from privsplat.eval.geometry import evaluate_mesh
     from privsplat.io import write_json
-    from privsplat.pipeline import fit_run, setup_logging
+    from privsplat.pipeline import setup_logging
     from privsplat.train.config import load_preset
 
     setup_logging()
     base = load_preset(args.preset)
     extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for head in args.heads:
-        data, prot = prepare(head, args.out / "data", args.resolution, args.neutral_views)
-        mask = np.load(data / "gt_face_mask.npy")
+    cases = [(h, a) for h in args.heads for a in args.appearances]
+    for head, appearance in cases:
+        case = f"{head}-{appearance}"
+        data, prot = prepare(head, appearance, args.out / "data", args.resolution, args.neutral_views)
         for row in args.rows:
-            key = f"{head}|{row}"
-            if key in results:
-                continue
-            which, overrides = ROWS[row]
-            cfg = base.replace(**{**extra, **overrides})
-            run = (
-                args.out
-                / "runs"
-                / f"{head}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
-            )
-            t = time.perf_counter()
-            m = fit_run(
-                data if which == "rgb" else prot,
-                run,
-                cfg,
-                device=args.device,
-                overwrite=True,
-                progress=False,
-                preset=args.preset,
-                threads=args.threads,
-            )
-            s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=mask)
-            results[key] = {
-                "head": head,
-                "row": row,
-                "chamfer": s["chamfer"],
-                "accuracy": s["accuracy"],
-                "completeness": s["completeness"],
-                "seconds": round(time.perf_counter() - t, 1),
-                "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
-                "surfels": m["surfels"],
-                "device": m["device"],
-            }
-            write_json(results_path, results)
-            print(f"{head:10s} {row:24s} chamfer {s['chamfer']:.4f}  ({results[key]['seconds']} s)", flush=True)
-    md = table(results, args.heads, args.rows, args.resolution)
-    (args.out / "table.md").write_text(md)
+            if f"{case}|{row}" not in results:
+                results[f"{case}|{row}"] = fit_row(
+                    args, base.replace(**{**extra, **ROWS[row][1]}), case, row, data, prot
+                )
+                write_json(results_path, results)
+        rgb, priv = (run_dir(args, case, r) for r in ("full-RGB", "privacy (1+2)"))
+        if (rgb / "mesh.ply").is_file() and (priv / "mesh.ply").is_file():
+            path = args.out / "turntables" / f"{case}.png"
+            turntable(data / "gt_mesh.ply", rgb / "mesh.ply", priv / "mesh.ply", path)
+            print(f"wrote {path}", flush=True)
+        (args.out / "table.md").write_text(table(results, cases, args.rows, args.resolution))
+    md = table(results, cases, args.rows, args.resolution)
     print(md)
     print(json.dumps(results, indent=1))
     return 0
 
 
-def table(results: dict, heads: list[str], rows: list[str], resolution: int) -> str:
-    units = {h: ("mm" if h == "nefertiti" else "cm") for h in heads}
+def run_dir(args, case: str, row: str) -> Path:
+    return args.out / "runs" / f"{case}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
+
+
+def fit_row(args, cfg, case: str, row: str, data: Path, prot: Path) -> dict:
+    from privsplat.eval.geometry import evaluate_mesh
+    from privsplat.pipeline import fit_run
+
+    run = run_dir(args, case, row)
+    t = time.perf_counter()
+    m = fit_run(
+        data if ROWS[row][0] == "rgb" else prot,
+        run,
+        cfg,
+        device=args.device,
+        overwrite=True,
+        progress=False,
+        preset=args.preset,
+        threads=args.threads,
+    )
+    s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=np.load(data / "gt_face_mask.npy"))
+    seconds = round(time.perf_counter() - t, 1)
+    print(f"{case:20s} {row:24s} chamfer {s['chamfer']:.4f}  ({seconds} s)", flush=True)
+    return {
+        "head": case,
+        "row": row,
+        "chamfer": s["chamfer"],
+        "accuracy": s["accuracy"],
+        "completeness": s["completeness"],
+        "seconds": seconds,
+        "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
+        "surfels": m["surfels"],
+        "device": m["device"],
+    }
+
+
+def turntable(gt: Path, rgb: Path, priv: Path, path: Path, views: int = 6, size: int = 128) -> None:
+    """PNG with rows GT / full-RGB mesh / privacy mesh, `views` turns about +y from the front (+z)."""
+    import cv2
+
+    from privsplat.data.images import write_png
+    from privsplat.eval.geometry import load_mesh
+    from privsplat.eval.mesh_render import shade_mesh
+    from privsplat.report import turntable_cameras
+
+    meshes = [load_mesh(p) for p in (gt, rgb, priv)]
+    Ks, w2cs, size = turntable_cameras(meshes[0][0], None, views, size)  # GT's cameras for all rows
+    rows = []
+    for (V, F), label in zip(meshes, ("GT", "full-RGB", "privacy")):
+        img = np.round(np.concatenate(list(shade_mesh(V, F, Ks, w2cs, size, size)), axis=1) * 255).astype(np.uint8)
+        cv2.putText(img, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1, cv2.LINE_AA)
+        rows.append(img)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(path, np.concatenate(rows, axis=0))
+
+
+def table(results: dict, cases: list[tuple[str, str]], rows: list[str], resolution: int) -> str:
+    """One line per head and appearance: each row's Chamfer, privacy / full-RGB (target ≤ 1.10) and
+    stage 1 only / privacy (target ≥ 1.5), then each row's mean ratio to full-RGB."""
+    priv, stage1 = "privacy (1+2)", "stage 1 only"
+    ratios = [(priv, "full-RGB", "≤ 1.10", lambda r: r <= 1.10), (stage1, priv, "≥ 1.5", lambda r: r >= 1.5)]
+    ratios = [q for q in ratios if q[0] in rows and q[1] in rows]
     lines = [
-        f"Face-region Chamfer ({resolution} px, 36 views; ICT in cm, nefertiti in its mm-like units)",
+        f"Face-region Chamfer ({resolution} px, 36 views; ICT and make_head heads in cm, nefertiti in its "
+        "mm-like units)",
         "",
-        "| row | " + " | ".join(f"{h} ({units[h]})" for h in heads) + " | mean ratio to full-RGB |",
-        "|---|" + "---|" * (len(heads) + 1),
+        "| head | appearance | " + " | ".join(rows) + "".join(f" | {a} / {b}" for a, b, _, _ in ratios) + " |",
+        "|---|---|" + "---|" * (len(rows) + len(ratios)),
     ]
-    for row in rows:
-        cells, ratios = [], []
-        for h in heads:
-            r = results.get(f"{h}|{row}")
-            base = results.get(f"{h}|full-RGB")
-            cells.append("—" if r is None else f"{r['chamfer']:.4f}")
-            if r is not None and base is not None and base["chamfer"] > 0:
-                ratios.append(r["chamfer"] / base["chamfer"])
-        lines.append(
-            f"| {row} | " + " | ".join(cells) + f" | {np.mean(ratios):.3f} |"
-            if ratios
-            else f"| {row} | " + " | ".join(cells) + " | — |"
-        )
+    chamfer = {
+        (c, r): results[f"{c}|{r}"]["chamfer"]
+        for c in (f"{h}-{a}" for h, a in cases)
+        for r in rows
+        if f"{c}|{r}" in results
+    }
+    met = {a: [] for a, _, _, _ in ratios}
+    for head, appearance in cases:
+        c = f"{head}-{appearance}"
+        cells = [f"{chamfer[c, r]:.4f}" if (c, r) in chamfer else "—" for r in rows]
+        for a, b, _, ok in ratios:
+            if (c, a) in chamfer and (c, b) in chamfer and chamfer[c, b] > 0:
+                q = chamfer[c, a] / chamfer[c, b]
+                met[a].append(ok(q))
+                cells.append(f"{q:.2f}" + ("" if ok(q) else " ✗"))
+            else:
+                cells.append("—")
+        lines.append(f"| {head} ({UNITS.get(head, 'cm')}) | {appearance} | " + " | ".join(cells) + " |")
+    means = []
+    for r in rows:
+        q = [chamfer[c, r] / chamfer[c, "full-RGB"] for c, rr in chamfer if rr == r and chamfer.get((c, "full-RGB"))]
+        means.append(f"{np.mean(q):.3f}" if q else "—")
+    lines.append("| mean ratio to full-RGB | | " + " | ".join(means) + " |" + " |" * len(ratios))
+    lines.append("")
+    for a, b, target, _ in ratios:
+        lines.append(f"{a} / {b} {target}: met on {sum(met[a])} of {len(met[a])} heads × appearances.")
     return "\n".join(lines) + "\n"
 
 

@@ -123,3 +123,73 @@ def test_room_background_distortion_and_no_masks(tmp_path):
         assert grown[uv[inside, 1], uv[inside, 0]].all() and (on > 0).mean() > 0.99  # mask and mesh agree
     with pytest.raises(PrivsplatError, match="background"):
         synthesize(out=tmp_path / "c", views=2, resolution=16, background="sky")
+
+
+# sha256 of the decoded pixels of 3 views at 16 px, computed before appearances existed
+TEXTURED_PIXELS = {
+    ("ict", 1): "e1e83e9874c87d7f229b071de1c2b057d4311444b4c84936987f0ed7ce905fd3",
+    ("nefertiti", 0): "57e4935b82052144194f3f0b84521cbe62aec24340e592a488fdb87f868b0437",
+}
+
+
+def _pixel_hash(out) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted((out / "images").glob("*.png")):
+        h.update(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).tobytes())
+    return h.hexdigest()
+
+
+def test_textured_output_unchanged(tmp_path):
+    for (mesh, seed), digest in TEXTURED_PIXELS.items():
+        out = synthesize(mesh, tmp_path / mesh, views=3, resolution=16, identity_seed=seed, appearance="textured")
+        assert _pixel_hash(out) == digest, mesh
+
+
+def test_plaster_is_near_uniform_and_shaded(tmp_path):
+    from privsplat.data.synth import plaster_albedo, procedural_albedo
+
+    V, F, _, features, _ = head_mesh("ict", identity_seed=1)
+    c, r = 0.5 * (V.min(0) + V.max(0)), float(np.abs(V).max())
+    textured, plaster = procedural_albedo(V, c, r) * features, plaster_albedo(V, c, r)
+    assert plaster.std(axis=0).max() < 0.1 * textured.std(axis=0).min()
+    ims = {}
+    for app in ("textured", "plaster"):
+        out = synthesize("ict", tmp_path / app, views=3, resolution=32, identity_seed=1, appearance=app)
+        info = json.loads((out / "synth.json").read_text())
+        assert info["appearance"] == app and info["identity_scale"] == 1.0
+        ds = load_dataset(out)
+        ims[app] = [(load_rgb(f), load_mask(f) > 0.99) for f in ds.frames]
+    for (rgb_t, m), (rgb_p, m2) in zip(ims["textured"], ims["plaster"]):
+        assert np.array_equal(m, m2)  # same geometry and cameras
+        chroma_t, chroma_p = (rgb[m] / rgb[m].sum(1, keepdims=True).clip(1e-3) for rgb in (rgb_t, rgb_p))
+        assert chroma_p.std(0).max() < 0.2 * chroma_t.std(0).max()  # one colour: no stripes, lips, brows
+        assert rgb_p[m].mean(1).std() > 0.05  # but shading still varies
+    with pytest.raises(PrivsplatError, match="--appearance"):
+        synthesize(out=tmp_path / "x", views=2, resolution=16, appearance="marble")
+
+
+def test_identity_scale(tmp_path):
+    V0, _ = neutral_template()
+    np.testing.assert_allclose(head_mesh("ict", identity_seed=1, identity_scale=0.0)[0], V0, atol=1e-6)
+    V1 = head_mesh("ict", identity_seed=1)[0]
+    V3 = head_mesh("ict", identity_seed=1, identity_scale=3.0)[0]
+    Vn = head_mesh("ict", identity_seed=1, identity_scale=-3.0)[0]
+    np.testing.assert_allclose(V3 - V0, 3 * (V1 - V0), atol=1e-4)
+    np.testing.assert_allclose(Vn - V0, -3 * (V1 - V0), atol=1e-4)
+    with pytest.raises(PrivsplatError, match="--identity-scale applies only"):
+        head_mesh("nefertiti", identity_scale=2.0)
+    with pytest.raises(PrivsplatError, match="--identity-scale must be"):
+        head_mesh("ict", identity_seed=1, identity_scale=float("nan"))
+
+
+def test_cli_appearance_and_identity_scale(tmp_path):
+    from privsplat.commands.synth import Synth
+
+    out = tmp_path / "h"
+    Synth(out=out, views=2, resolution=16, identity_seed=2, identity_scale=-3.0, appearance="plaster").run()
+    info = json.loads((out / "synth.json").read_text())
+    assert info["appearance"] == "plaster" and info["identity_scale"] == -3.0 and info["identity_seed"] == 2
+    with pytest.raises(PrivsplatError, match="--scene head only"):
+        Synth(out=tmp_path / "c", scene="car", appearance="plaster").run()

@@ -31,8 +31,12 @@ class Synth:
     """default: 64 (head), 256 (car: plates must be readable)"""
     identity_seed: int = 0
     """head: ICT identity: 0 = the generic neutral head, else weights ~ N(0, I) from this seed"""
+    identity_scale: float = 1.0
+    """head: multiplies the ICT identity weights (3 = a ±3σ identity; 0 = the generic head)"""
     expression: tuple[str, ...] = ()
     """head: ICT blendshapes as name:weight, e.g. jawOpen:0.5"""
+    appearance: Literal["textured", "plaster"] = "textured"
+    """head: procedural skin-like texture, or a near-uniform plaster colour (shading is the only signal)"""
     seed: int = 0
     """car: picks the plate strings and the body colour"""
     fov_deg: Optional[float] = None
@@ -56,10 +60,11 @@ class Synth:
         fov = self.fov_deg if self.fov_deg is not None else fov
         if self.scene == "car":
             head_only = self.background != "black" or self.k1 or self.k2 or not self.masks or self.points
+            head_only = head_only or self.appearance != "textured" or self.identity_scale != 1.0
             if self.mesh != "ict" or self.expression or self.identity_seed or head_only:
                 raise PrivsplatError(
-                    "--mesh, --expression, --identity-seed, --background, --k1/--k2 and --no-masks "
-                    "apply to --scene head only"
+                    "--mesh, --expression, --identity-seed, --identity-scale, --appearance, --background, "
+                    "--k1/--k2 and --no-masks apply to --scene head only"
                 )
             out = synthesize_car(self.out, views, resolution, self.seed, fov, overwrite=self.overwrite)
         else:
@@ -76,5 +81,7 @@ class Synth:
                 distortion=(self.k1, self.k2),
                 masks=self.masks,
                 points=self.points,
+                appearance=self.appearance,
+                identity_scale=self.identity_scale,
             )
         print(f"wrote {views} views to {out} in {time.perf_counter() - t0:.1f} s")

@@ -1,9 +1,10 @@
 """`privsplat synth`: a small multi-view head dataset rendered on the CPU.
 
-Ray casting (open3d RaycastingScene) of a head mesh with a procedural albedo (skin-like
-base with smooth 3D noise and stripes, so rear views carry texture too; for the ICT head
-also darker brows, lips and irises so the face looks like one to a detector), one
-Lambertian light fixed in the world plus ambient, 3x3 supersampling. Output: 8-bit PNG
+Ray casting (open3d RaycastingScene) of a head mesh with one of two appearances: "textured", a
+procedural albedo (skin-like base with smooth 3D noise and stripes, so rear views carry texture
+too; for the ICT head also darker brows, lips and irises so the face looks like one to a
+detector), or "plaster", a near-uniform light stone colour like a plaster bust, so shading is the
+only signal. One Lambertian light fixed in the world plus ambient, 3x3 supersampling. Output: 8-bit PNG
 images and masks, nerfstudio transforms.json, gt_mesh.ply (same frame and units as the
 cameras), gt_face_mask.npy (per vertex), synth.json (settings and each view's angle to
 the face direction, so a demo can pick rear views).
@@ -26,6 +27,8 @@ LIGHT_DIRECTION = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 AMBIENT = 0.35
 RING_ELEVATIONS_DEG = (-15.0, 10.0, 35.0)
 SKIN = np.array([0.80, 0.60, 0.50])
+PLASTER = np.array([0.86, 0.83, 0.77])
+APPEARANCES = ("textured", "plaster")
 SUPERSAMPLE = 3
 
 
@@ -43,20 +46,27 @@ def parse_expression(items: Sequence[str], names: Sequence[str]) -> np.ndarray:
 
 
 def head_mesh(
-    mesh: str = "ict", identity_seed: int = 0, expression: Sequence[str] = ()
+    mesh: str = "ict", identity_seed: int = 0, expression: Sequence[str] = (), identity_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """(vertices [V,3], faces [F,3], face_mask [V] bool, feature albedo [V,3], units)."""
+    """(vertices [V,3], faces [F,3], face_mask [V] bool, feature albedo [V,3], units).
+
+    ICT identity weights are N(0, I) from identity_seed times identity_scale (3.0: a ±3σ head)."""
+    if not (isinstance(identity_scale, (int, float)) and math.isfinite(identity_scale)):
+        raise PrivsplatError(f"--identity-scale must be a finite number, got {identity_scale!r}")
     if mesh == "ict":
         d = load_ict()
         V = d["vertices"].astype(np.float64)
         if identity_seed:
             w = np.random.default_rng(identity_seed).standard_normal(d["identity_modes"].shape[0])
+            w = w * identity_scale
             V = V + np.einsum("k,kvc->vc", w, d["identity_modes"].astype(np.float64))
         e = parse_expression(expression, [str(n) for n in d["expression_names"]])
         V = V + np.einsum("k,kvc->vc", e.astype(np.float64), d["expression_modes"].astype(np.float64))
         return V, d["faces"].astype(np.int64), d["region"] <= 1, _ict_features(V, d), "cm"
     if expression:
         raise PrivsplatError("--expression applies only to --mesh ict")
+    if identity_scale != 1.0:
+        raise PrivsplatError("--identity-scale applies only to --mesh ict")
     if mesh == "nefertiti":
         with np.load(asset_path("nefertiti_small.npz")) as d:
             V, F, units = d["vertices"].astype(np.float64), d["faces"].astype(np.int64), str(d["units"])
@@ -126,6 +136,14 @@ def procedural_albedo(points: np.ndarray, center: np.ndarray, radius: float) -> 
     return np.clip(SKIN[None] * shade[:, None] * tint, 0.0, 1.0)
 
 
+def plaster_albedo(points: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
+    """A light stone colour with a very faint (±2%) variation over the whole head. points [N,3] → [N,3]."""
+    q = (points - center) / radius
+    rng = np.random.default_rng(4321)
+    noise = sum(np.sin(q @ rng.standard_normal(3) + rng.uniform(0, 2 * np.pi)) for _ in range(3)) / 3
+    return np.clip(PLASTER[None] * (1.0 + 0.02 * noise)[:, None], 0.0, 1.0)
+
+
 def ring_cameras(views: int, center: np.ndarray, distance: float) -> list[tuple[float, float, np.ndarray]]:
     """(azimuth°, elevation°, eye) on three elevation rings; azimuth 0 = in front of the face."""
     out = []
@@ -148,10 +166,11 @@ def _vertex_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def render_view(
-    scene, V, F, vnormals, features, K, w2c, width, height, center, radius, lens=None
+    scene, V, F, vnormals, features, K, w2c, width, height, center, radius, lens=None, appearance="textured"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rgb float [H,W,3] premultiplied by coverage, coverage float [H,W]) with SUPERSAMPLE² rays
-    per pixel; `lens` (a SourceCamera) casts them through its distortion instead of the pinhole K."""
+    per pixel; `lens` (a SourceCamera) casts them through its distortion instead of the pinhole K.
+    appearance "plaster" ignores `features` (no brows, lips or irises)."""
     import open3d as o3d
 
     s = SUPERSAMPLE
@@ -181,7 +200,10 @@ def render_view(
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     n = np.where((np.sum(n * dirs[ok], axis=1) > 0)[:, None], -n, n)  # face the camera
     p = eye + dirs[ok] * t_hit[ok][:, None]
-    albedo = procedural_albedo(p, center, radius) * np.einsum("nk,nkc->nc", bary, features[tri])
+    if appearance == "plaster":
+        albedo = plaster_albedo(p, center, radius)
+    else:
+        albedo = procedural_albedo(p, center, radius) * np.einsum("nk,nkc->nc", bary, features[tri])
     light = AMBIENT + (1.0 - AMBIENT) * np.clip(n @ LIGHT_DIRECTION, 0.0, None)
     rgb = np.zeros((H * W, 3))
     rgb[ok] = np.clip(albedo * light[:, None], 0.0, 1.0)
@@ -234,6 +256,8 @@ def synthesize(
     distortion: tuple[float, float] = (0.0, 0.0),
     masks: bool = True,
     points: int = 0,
+    appearance: str = "textured",
+    identity_scale: float = 1.0,
 ) -> Path:
     """Render the dataset described in the module docstring into `out`; return `out`.
 
@@ -242,7 +266,8 @@ def synthesize(
     (k1, k2) renders through an OPENCV lens (written as camera_model OPENCV, so loaders must
     undistort), masks=False writes no masks, and points > 0 writes that many surface points with
     their pixel colours as sparse_pc.ply (what structure from motion gives a real capture: points on
-    whatever the views see, head and room, with ~0.3 px of noise)."""
+    whatever the views see, head and room, with ~0.3 px of noise). appearance "plaster" paints the
+    head a near-uniform stone colour; identity_scale multiplies the ICT identity weights."""
     import open3d as o3d
 
     from .. import io as pio
@@ -259,10 +284,12 @@ def synthesize(
         raise PrivsplatError(f"--fov-deg must be in 1..120 degrees, got {fov_deg!r}")
     if background not in ("black", "room"):
         raise PrivsplatError(f"--background must be 'black' or 'room', got {background!r}")
+    if appearance not in APPEARANCES:
+        raise PrivsplatError(f"--appearance must be 'textured' or 'plaster', got {appearance!r}")
     k1, k2 = (float(c) for c in distortion)
     if not (abs(k1) <= 0.5 and abs(k2) <= 0.5):
         raise PrivsplatError(f"--k1/--k2 must lie in [-0.5, 0.5], got {k1}, {k2}")
-    V, F, face_mask, features, units = head_mesh(mesh, identity_seed, expression)
+    V, F, face_mask, features, units = head_mesh(mesh, identity_seed, expression, identity_scale)
     center = 0.5 * (V.min(0) + V.max(0))
     radius = float(np.linalg.norm(V - center, axis=1).max())
     distance = radius / math.sin(fill * math.radians(fov_deg) / 2)
@@ -293,7 +320,7 @@ def synthesize(
         for i, (az, el, eye) in enumerate(ring_cameras(views, center, distance)):
             w2c = look_at(eye, center)
             rgb, cover = render_view(
-                scene, V, F, vnormals, features, K, w2c, resolution, resolution, center, radius, lens
+                scene, V, F, vnormals, features, K, w2c, resolution, resolution, center, radius, lens, appearance
             )
             if room_texture is not None:
                 # the same camera in the room frame (a similarity: the image is unchanged by scale)
@@ -351,6 +378,8 @@ def synthesize(
                 "views": views,
                 "resolution": resolution,
                 "identity_seed": identity_seed,
+                "identity_scale": identity_scale,
+                "appearance": appearance,
                 "expression": list(expression),
                 "fov_deg": fov_deg,
                 "fill": fill,
