@@ -90,3 +90,44 @@ def test_sfm_points_set_the_scale_when_there_are_no_masks(tmp_path):
     masked = load_dataset(synthesize(out=tmp_path / "m", views=8, resolution=32), warn_unprotected=False)
     assert masked.normalisation == "masks"
     assert ds.scale == pytest.approx(masked.scale, rel=0.05)  # the same head in the same units (0.6 % apart)
+
+
+@pytest.mark.slow
+def test_fit_without_masks_starts_from_sfm_points_and_meshes_the_head_alone(tmp_path):
+    """A capture with a textured room behind the head, a distorted lens, no masks and SfM points:
+    protect carries the points, the fit starts from them, and the mesh (every cluster kept) holds the
+    head and no piece of the room. (The room's walls lie beyond the TSDF's depth truncation here, so
+    this does not exercise the common-view crop: test_mesh_crop_... does.)"""
+    pytest.importorskip("open3d")
+    from privsplat.data.synth import rear_view_names, synthesize
+    from privsplat.eval.geometry import evaluate_mesh, load_mesh
+    from privsplat.pipeline import fit_run
+    from privsplat.privacy.protect import protect
+    from privsplat.train.config import FitConfig
+
+    data = synthesize(
+        out=tmp_path / "d",
+        views=16,
+        resolution=48,
+        background="room",
+        distortion=(-0.08, 0.0),
+        masks=False,
+        points=3000,
+    )
+    _, sensitive = rear_view_names(data, 7)
+    prot = tmp_path / "p"
+    protect(data, prot, sensitive=",".join(sensitive))
+    assert (prot / "points.ply").is_file()
+    cfg = FitConfig.flat(
+        n_init=1500, stage1_iters=300, stage2_iters=150, densify_every=50, checkpoint_every=0, mesh_clusters=0
+    )
+    m = fit_run(prot, tmp_path / "run", cfg, device="cpu", progress=False, report=False)
+    assert "SfM points" in m["init"] and "background surfels" in m["init"]
+    V, _ = load_mesh(tmp_path / "run" / "mesh.ply")
+    G, _ = load_mesh(data / "gt_mesh.ply")
+    # no background piece: the mesh stays within the head's box, a little grown
+    lo, hi = G.min(0), G.max(0)
+    grow = 0.25 * (hi - lo)
+    assert ((V >= lo - grow) & (V <= hi + grow)).all(1).mean() > 0.99
+    whole = evaluate_mesh(tmp_path / "run" / "mesh.ply", data / "gt_mesh.ply", n_samples=20000)
+    assert whole["completeness"] < 0.1 * np.linalg.norm(hi - lo), whole  # the head is there

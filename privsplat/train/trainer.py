@@ -41,7 +41,7 @@ COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
 FINITE_CHECK_EVERY = 10
 MIN_POINTS = 50  # SfM points needed to start from them
-RANDOM_BACKGROUND = True  # views without masks render on a random colour each step  # steps between checks for a diverged model (each check is a host sync on a GPU)
+RANDOM_BACKGROUND = True  # views without masks render over random noise each step  # steps between checks for a diverged model (each check is a host sync on a GPU)
 
 
 @dataclass
@@ -354,12 +354,14 @@ class Trainer:
         metas = []
         for (w, h), views in by_size.items():
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
-            background = self.cfg.background
-            if RANDOM_BACKGROUND and all(v.mask is None for v in views):
-                # Views without masks show a surface in every pixel: a random background colour each
-                # step makes any transparency cost, so the model cannot fake colour with low opacity.
-                background = tuple(torch.rand(3).tolist())
+            noise = RANDOM_BACKGROUND and all(v.mask is None for v in views)
+            background = (0.0, 0.0, 0.0) if noise else self.cfg.background
             out = self.model.render(cams, backend=self.backend, background=background)
+            if noise:
+                # Views without masks show a surface in every pixel: rendered over fresh noise each
+                # step, any transparency costs in the photometric loss and, since noise has edges,
+                # in the gradient-magnitude loss too (a uniform colour would not show through |g|).
+                out.rgb = out.rgb + (1.0 - out.alpha) * torch.rand_like(out.rgb)
             terms: dict[str, torch.Tensor] = {}
             for i, v in enumerate(views):
                 for k, t in self._view_losses(v, out, i, frac).items():
