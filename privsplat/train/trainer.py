@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 
 COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
-FINITE_CHECK_EVERY = 10
+FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
 MIN_POINTS = 50  # SfM points needed to start from them
-RANDOM_BACKGROUND = True  # views without masks render over random noise each step  # steps between checks for a diverged model (each check is a host sync on a GPU)
+RANDOM_BACKGROUND = True  # views without masks render over random noise each step
 
 
 @dataclass
