@@ -41,7 +41,6 @@ COLOUR_KEYS = ("albedo", "sh0", "shN")
 LOSS_LOG_EVERY = 10  # steps between lines of RUN/losses.jsonl
 FINITE_CHECK_EVERY = 10  # steps between checks for a diverged model (each check is a host sync on a GPU)
 MIN_POINTS = 50  # SfM points needed to start from them
-RANDOM_BACKGROUND = True  # views without masks render over random noise each step
 
 
 @dataclass
@@ -354,7 +353,7 @@ class Trainer:
         metas = []
         for (w, h), views in by_size.items():
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
-            noise = RANDOM_BACKGROUND and all(v.mask is None for v in views)
+            noise = all(v.mask is None for v in views)
             background = (0.0, 0.0, 0.0) if noise else self.cfg.background
             out = self.model.render(cams, backend=self.backend, background=background)
             if noise:
