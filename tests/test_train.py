@@ -75,6 +75,35 @@ def test_normal_drives_shading():
     assert (c1 - c0).abs().max() > 0.05
 
 
+def test_depth_shading_follows_the_surface_not_the_surfel_tilt():
+    """stage2_shading="depth": a plane of surfels shades by the rendered depth's normal, so tilting
+    the surfels in place barely changes the image, while surfel shading changes it a lot."""
+    from privsplat.cameras import Cameras, look_at
+
+    g = np.linspace(-0.6, 0.6, 25)
+    pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    pts = np.c_[pts, np.zeros(len(pts))]
+    model = SurfelModel.from_points(pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1)), FitConfig(), seed=0)
+    with torch.no_grad():
+        model.params["opacities"][:] = 4.0
+        model.light[:] = 0.0
+        model.light[0] = 1.0  # ambient
+        model.light[3] = 0.6  # light from +x
+    K = torch.tensor([[60.0, 0, 24], [0, 60.0, 24], [0, 0, 1]])
+    cam = Cameras(K[None], torch.tensor(look_at(np.array([0.2, 0.1, 3.0]), np.zeros(3)), dtype=torch.float32)[None], 48, 48)
+
+    def centre(shading):
+        with torch.no_grad():
+            return model.render(cam, backend="torch", shading=shading).rgb[0, 16:32, 16:32]
+
+    s0, d0 = centre("surfel"), centre("depth")
+    assert (s0 - d0).abs().max() < 0.05  # same picture while surfel normals and the surface agree
+    with torch.no_grad():
+        model.params["quats"][:] = torch.tensor([np.cos(0.25), 0.0, np.sin(0.25), 0.0])  # 29° about y
+    s1, d1 = centre("surfel"), centre("depth")
+    assert (s1 - s0).abs().mean() > 4 * (d1 - d0).abs().mean(), ((s1 - s0).abs().mean(), (d1 - d0).abs().mean())
+
+
 @pytest.fixture(scope="module")
 def tiny_protected(tmp_path_factory):
     """A 12-view 32-px ICT head; the 6 most frontal views protected."""

@@ -181,14 +181,26 @@ class SurfelModel(torch.nn.Module):
         return colour, None
 
     def render(
-        self, cameras: Cameras, backend: str = "auto", background=None, depth_convention: str = "intersection"
+        self,
+        cameras: Cameras,
+        backend: str = "auto",
+        background=None,
+        depth_convention: str = "intersection",
+        shading: str = "surfel",
     ) -> RenderOutput:
-        colours, sh_degree = self.colours_for(cameras)
+        """shading (shaded colour model only): "surfel" shades each surfel by its own normal;
+        "depth" renders albedo and shades each pixel by the normal of the rendered depth (the
+        surfel normal where the depth has none), so shading can only change by moving the surface."""
+        deferred = shading == "depth" and self.colour_model == "shaded"
+        if deferred:
+            colours, sh_degree = self.albedo()[None].expand(len(cameras), -1, -1), None
+        else:
+            colours, sh_degree = self.colours_for(cameras)
         bg = None
         if background is not None:
             bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).expand(len(cameras), 3)
         p = self.params
-        return rasterize(
+        out = rasterize(
             p["means"],
             p["quats"],
             torch.exp(p["scales"]),
@@ -196,11 +208,18 @@ class SurfelModel(torch.nn.Module):
             colours,
             cameras,
             sh_degree=sh_degree,
-            backgrounds=bg,
+            backgrounds=None if deferred else bg,
             backend=backend,
             depth_convention=depth_convention,
             lowpass=self.lowpass,
         )
+        if deferred:
+            dn = out.depth_normals
+            n = torch.where(dn.norm(dim=-1, keepdim=True) > 0.5, dn, F.normalize(out.normals, dim=-1))
+            out.rgb = (out.rgb * self.irradiance(n)).clamp(0, 1)
+            if bg is not None:
+                out.rgb = out.rgb + (1.0 - out.alpha) * bg[:, None, None, :]
+        return out
 
     # --- export ---
     def baked_colours(self, outward_from: torch.Tensor | None = None) -> torch.Tensor:

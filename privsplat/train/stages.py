@@ -41,6 +41,8 @@ class StageSpec:
     """Share of steps on the protected views' masks (mask, normal, distortion terms only)."""
     lowpass: str | None = None
     """Screen-space low-pass of this stage (None: the model's own, cfg.lowpass)."""
+    shading: str = "surfel"
+    """How the shaded colour model shades in this stage: by surfel normals or by depth normals."""
 
 
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
@@ -64,6 +66,7 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         densify=cfg.densify and cfg.stage2_densify,
         colour_reg=True,
         lowpass=None if cfg.stage2_lowpass == "same" else cfg.stage2_lowpass,
+        shading=cfg.stage2_shading,
     )
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]

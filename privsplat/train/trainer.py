@@ -355,7 +355,7 @@ class Trainer:
             cams = Cameras(torch.cat([v.camera.Ks for v in views]), torch.cat([v.camera.viewmats for v in views]), w, h)
             noise = all(v.mask is None for v in views)
             background = (0.0, 0.0, 0.0) if noise else self.cfg.background
-            out = self.model.render(cams, backend=self.backend, background=background)
+            out = self.model.render(cams, backend=self.backend, background=background, shading=self.spec.shading)
             if noise:
                 # Views without masks show a surface in every pixel: rendered over fresh noise each
                 # step, any transparency costs in the photometric loss and, since noise has edges,
