@@ -90,7 +90,9 @@ def test_depth_shading_follows_the_surface_not_the_surfel_tilt():
         model.light[0] = 1.0  # ambient
         model.light[3] = 0.6  # light from +x
     K = torch.tensor([[60.0, 0, 24], [0, 60.0, 24], [0, 0, 1]])
-    cam = Cameras(K[None], torch.tensor(look_at(np.array([0.2, 0.1, 3.0]), np.zeros(3)), dtype=torch.float32)[None], 48, 48)
+    cam = Cameras(
+        K[None], torch.tensor(look_at(np.array([0.2, 0.1, 3.0]), np.zeros(3)), dtype=torch.float32)[None], 48, 48
+    )
 
     def centre(shading):
         with torch.no_grad():
