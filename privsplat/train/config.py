@@ -40,8 +40,9 @@ class ModelConfig:
     """auto: start from the ICT neutral head when fewer than min_neutral_views RGB views exist."""
     min_neutral_views: int = 3
     background_surfels: int = -1
-    """Surfels on a shell beyond the cameras that take the background of views without masks
-    (a real capture). -1 = auto: n_init of them when any view has no mask, else none."""
+    """Surfels that take the background of views without masks (a real capture): on the SfM points
+    outside the cameras' common view, or on a shell beyond the cameras when there are none.
+    -1 = auto: n_init of them when any view has no mask, else none."""
 
 
 @dataclass(frozen=True)
