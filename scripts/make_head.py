@@ -50,7 +50,8 @@ def main() -> None:
     V = head_vertices(np.asarray(m.vertices), a.nose, a.sockets)
     m.vertices = o3d.utility.Vector3dVector(V)
     m.compute_vertex_normals()
-    o3d.io.write_triangle_mesh(str(a.out), m)
+    if not o3d.io.write_triangle_mesh(str(a.out), m):
+        raise SystemExit(f"could not write {a.out} (does its folder exist?)")
     print(f"wrote {a.out}: {len(V)} vertices, extent {np.round(V.max(0) - V.min(0), 2)} cm")
 
 
