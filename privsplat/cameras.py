@@ -183,6 +183,13 @@ def views_containing(points: np.ndarray, w2cs: np.ndarray, Ks: np.ndarray, sizes
     return count
 
 
+def in_common_view(
+    points: np.ndarray, w2cs: np.ndarray, Ks: np.ndarray, sizes: np.ndarray, share: float = COMMON_VIEW_SHARE
+) -> np.ndarray:
+    """bool [P]: the points at least `share` of the cameras see inside their image."""
+    return views_containing(points, w2cs, Ks, sizes) >= max(1, int(np.ceil(share * len(w2cs))))
+
+
 def common_view_points(
     w2cs: np.ndarray,
     Ks: np.ndarray,
@@ -197,12 +204,11 @@ def common_view_points(
     returns fewer points (possibly none) when the common view is empty or tiny."""
     center, dists = camera_distances(w2cs)
     lo, hi = center - dists.min(), center + dists.min()
-    need = max(1, int(np.ceil(share * len(w2cs))))
     out: list[np.ndarray] = []
     got = 0
     for _ in range(20):
         cand = rng.uniform(lo, hi, (max(4 * n, 4096), 3))
-        keep = cand[views_containing(cand, w2cs, Ks, sizes) >= need]
+        keep = cand[in_common_view(cand, w2cs, Ks, sizes, share)]
         if not out and len(keep) >= 8:
             # the first hits bound the region: sample their (padded) box from now on, and
             # keep only the hits inside it so the density stays uniform

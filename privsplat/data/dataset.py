@@ -85,5 +85,10 @@ class Dataset:
         """[N,4,4] world-to-camera poses (normalised world) of every frame, or of one kind."""
         return np.stack([f.w2c for f in (self.frames if kind is None else self.frames_of(kind))])
 
+    def camera_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(w2c [N,4,4] normalised, K [N,3,3], sizes [N,2] as (width, height)) of every frame."""
+        f = self.frames
+        return self.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f])
+
     def frames_of(self, kind: FrameKind) -> list[Frame]:
         return [f for f in self.frames if f.kind == kind]

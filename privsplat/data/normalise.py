@@ -10,7 +10,7 @@ world_normalised = (world_input - center) * scale.
   of the sphere around `center` that the silhouette subtends, d·sin(angle); the median
   over frames is used (robust to one bad mask).
 - scale, rule "points" (no masks, but structure-from-motion points): the points that nearly every
-  camera sees (the subject; cameras.COMMON_VIEW_SHARE) get a bounding sphere of radius ~1 around
+  camera sees (the subject; cameras.in_common_view) get a bounding sphere of radius ~1 around
   `center` (their 98th-percentile distance), as the masks rule gives it: the fit's defaults are
   tuned at that scale.
 - scale, rule "cameras" (otherwise): the cameras sit at median distance 3 from `center`.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cameras import COMMON_VIEW_SHARE, closest_point_to_axes, views_containing
+from ..cameras import closest_point_to_axes, in_common_view
 from ..errors import PrivsplatError
 from .dataset import Frame
 
@@ -50,10 +50,8 @@ def silhouette_radius(frame: Frame, mask: np.ndarray, center: np.ndarray) -> flo
 def subject_radius(frames: list[Frame], points: np.ndarray, center: np.ndarray) -> float | None:
     """98th-percentile distance from `center` of the points (input units) in the cameras' common view."""
     w2cs = np.stack([f.extra["w2c_input"] for f in frames])
-    seen = views_containing(
-        points, w2cs, np.stack([f.K for f in frames]), np.array([(f.width, f.height) for f in frames])
-    )
-    subject = points[seen >= np.ceil(COMMON_VIEW_SHARE * len(frames))]
+    sizes = np.array([(f.width, f.height) for f in frames])
+    subject = points[in_common_view(points, w2cs, np.stack([f.K for f in frames]), sizes)]
     if len(subject) < MIN_SUBJECT_POINTS:
         return None
     return float(np.percentile(np.linalg.norm(subject - center, axis=1), 98))

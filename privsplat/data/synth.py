@@ -212,9 +212,9 @@ def render_view(
     return rgb, cover
 
 
-def _surface_points(scene, K, w2c, lens, rgb, center, room, n, rng) -> tuple[np.ndarray, np.ndarray]:
-    """n points where rays through random pixels meet the head or (room = (scale, synth_room)) the
-    room's walls, moved by ~0.3 px of noise, with the rendered colour of their pixel (uint8)."""
+def _surface_points(scene, K, w2c, lens, rgb, center, room_scale, n, rng) -> tuple[np.ndarray, np.ndarray]:
+    """n points where rays through random pixels meet the head or (room_scale: the room frame's scale,
+    or None) the room's walls, moved by ~0.3 px of noise, with the rendered colour of their pixel (uint8)."""
     import open3d as o3d
 
     h, w = rgb.shape[:2]
@@ -231,10 +231,11 @@ def _surface_points(scene, K, w2c, lens, rgb, center, room, n, rng) -> tuple[np.
     rays = np.concatenate([np.broadcast_to(eye, d.shape), d], 1).astype(np.float32)
     t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
     hit = np.isfinite(t)
-    if room is not None:
-        scale, synth_room = room
-        t_room, _ = synth_room._box_hit(((eye - center) * scale)[None], d, synth_room.ROOM, inside=True)
-        t = np.where(hit, t, t_room / scale)
+    if room_scale is not None:
+        from . import synth_room
+
+        t_room, _ = synth_room._box_hit(((eye - center) * room_scale)[None], d, synth_room.ROOM, inside=True)
+        t = np.where(hit, t, t_room / room_scale)
         hit = np.isfinite(t)
     p = eye + t[:, None] * d
     p += rng.normal(size=p.shape) * (0.3 * t / K[0, 0])[:, None]
@@ -332,8 +333,8 @@ def synthesize(
                 ).astype(np.float64)
                 rgb = rgb + (1.0 - cover[..., None]) * room / 255.0
             if points > 0:
-                room = (room_scale, synth_room) if room_texture is not None else None
-                cloud.append(_surface_points(scene, K, w2c, lens, rgb, center, room, -(-points // views), prng))
+                walls = room_scale if room_texture is not None else None
+                cloud.append(_surface_points(scene, K, w2c, lens, rgb, center, walls, -(-points // views), prng))
             name = f"frame_{i:03d}"
             img_path = tmp / "images" / f"{name}.png"
             write_png(img_path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cameras import COMMON_VIEW_SHARE, Cameras, camera_distances, orbit_cameras, views_containing, world_up
+from ..cameras import Cameras, camera_distances, in_common_view, orbit_cameras, world_up
 from ..data.dataset import Dataset
 from ..errors import PrivsplatError
 
@@ -49,8 +49,8 @@ def render_depths(
 
 
 def crop_common_view(depth: np.ndarray, cam: Cameras, dataset: Dataset) -> np.ndarray:
-    """Zero the depth of pixels whose surface point fewer than COMMON_VIEW_SHARE of the dataset's
-    cameras see: the background of a capture without masks (the subject is in nearly every view)."""
+    """Zero the depth of pixels whose surface point lies outside the dataset's cameras' common view
+    (cameras.in_common_view): the background of a capture without masks (the subject is in nearly every view)."""
     v, u = np.nonzero(depth > 0)
     if len(u) == 0:
         return depth
@@ -59,12 +59,8 @@ def crop_common_view(depth: np.ndarray, cam: Cameras, dataset: Dataset) -> np.nd
     z = depth[v, u].astype(np.float64)
     xc = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
     world = (xc - w2c[:3, 3]) @ w2c[:3, :3]
-    f = dataset.frames
-    seen = views_containing(
-        world, dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f])
-    )
     out = depth.copy()
-    drop = seen < np.ceil(COMMON_VIEW_SHARE * len(f))
+    drop = ~in_common_view(world, *dataset.camera_arrays())
     out[v[drop], u[drop]] = 0.0
     return out
 

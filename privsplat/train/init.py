@@ -7,15 +7,9 @@ import logging
 import numpy as np
 
 from ..assets import neutral_template
-from ..cameras import (
-    COMMON_VIEW_SHARE,
-    camera_centers,
-    camera_distances,
-    common_view_points,
-    views_containing,
-    world_up,
-)
+from ..cameras import camera_centers, camera_distances, common_view_points, in_common_view, world_up
 from ..data.dataset import Dataset
+from .model import mean_spacing
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +84,7 @@ BACKGROUND_SHELL = 2.0
 def common_view_init(dataset: Dataset, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """n surfels uniformly inside the cameras' common view (where a capture without masks keeps
     its subject), with random orientations; falls back to a sphere when that region is empty."""
-    f = dataset.frames
-    pts = common_view_points(
-        dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f]), n, rng
-    )
+    pts = common_view_points(*dataset.camera_arrays(), n, rng)
     if len(pts) < n // 4:
         center, dists = camera_distances(dataset.w2cs())
         log.warning("the cameras share no common view; starting from a sphere around their look-at point")
@@ -104,11 +95,7 @@ def common_view_init(dataset: Dataset, n: int, rng: np.random.Generator) -> tupl
 
 def split_points(dataset: Dataset, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(subject, background): SfM points inside the cameras' common view, and the others."""
-    f = dataset.frames
-    seen = views_containing(
-        points, dataset.w2cs(), np.stack([x.K for x in f]), np.array([(x.width, x.height) for x in f])
-    )
-    inside = seen >= np.ceil(COMMON_VIEW_SHARE * len(f))
+    inside = in_common_view(points, *dataset.camera_arrays())
     return points[inside], points[~inside]
 
 
@@ -130,8 +117,6 @@ def point_normals(points: np.ndarray, toward: np.ndarray, k: int = 10) -> np.nda
 def sample_points(points: np.ndarray, normals: np.ndarray, n: int, rng: np.random.Generator):
     """n surfels on a point cloud: every point once (then repeats), jittered in its tangent plane
     by up to half the local spacing so repeats do not coincide."""
-    from .model import mean_spacing
-
     idx = np.concatenate([rng.permutation(len(points)), rng.integers(0, len(points), max(0, n - len(points)))])[:n]
     spacing = mean_spacing(points)[idx] if len(points) > 3 else np.full(n, 1e-2)
     jitter = rng.uniform(-0.5, 0.5, (n, 3)) * spacing[:, None]
