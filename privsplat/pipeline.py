@@ -185,6 +185,14 @@ def _fit_locked(
         ", ".join(f"{s.name} ({s.iters} it)" for s in trainer.stages),
         dev,
     )
+    if trainer.render_scales != [1.0]:
+        log.info(
+            "rendering at %s the cameras' resolution (render_scale %s), area-downsampled to the targets",
+            "/".join(f"{s:g}x" for s in trainer.render_scales),
+            "auto: gsplat's screen-space blob then covers a quarter of a target pixel or less"
+            if cfg.render_scale == 0
+            else f"{cfg.render_scale:g}",
+        )
     if trainer.use_template:
         log.info(
             "fewer than %d neutral views: stage 2 starts from the ICT neutral head template placed from the cameras",

@@ -264,6 +264,7 @@ def _render_views(c: RunContents, max_views: int) -> list[_ViewRender]:
     from .data import load_protected, load_rgb
     from .privacy.sigma import SigmaParams, gradient_magnitude
     from .train.config import FitConfig
+    from .train.trainer import render_scale_for
 
     cfg = FitConfig.from_dict(c.saved.get("config", {}))
     sigma = SigmaParams.from_dict(c.dataset.protection) if c.dataset.protection else SigmaParams()
@@ -274,8 +275,9 @@ def _render_views(c: RunContents, max_views: int) -> list[_ViewRender]:
     with torch.no_grad():
         for f in frames:
             cam = Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=dev)
-            if cfg.render_scale != 1.0:
-                cam = cam.scaled(cfg.render_scale)
+            scale = render_scale_for(cfg, dev, f.width, f.height)
+            if scale != 1.0:
+                cam = cam.scaled(scale)
             out = c.model.render(cam, backend=backend, background=cfg.background)
             render = out.rgb[0].clamp(0, 1)
             size = (render.shape[1], render.shape[0])

@@ -50,8 +50,11 @@ class ScheduleConfig:
     stage1_iters: int = 1500
     stage2_iters: int = 800
     views_per_step: int = 1
-    render_scale: float = 1.0
-    """Render resolution relative to the camera resolution (stage 2 downsamples to the protected size anyway)."""
+    render_scale: float = 0.0
+    """Render resolution relative to the camera resolution; renders are area-downsampled to the
+    targets' size. 0 = auto: where the rasterizer has gsplat's full-strength screen-space blob (the
+    gsplat CUDA backend, or lowpass 'gsplat'), render so the long side is at least 256 px (at most
+    4x), which shrinks the blob to a quarter of a target pixel; 1 elsewhere."""
     seed: int = 0
     checkpoint_every: int = 200
     stage2_rgb: bool = False
@@ -272,8 +275,8 @@ class FitConfig:
                 raise bad(name, "must be -1 (auto), 0 or more")
         if self.lr_means > 0 and self.lr_means_final <= 0:
             raise bad("lr_means_final", "must be > 0 when lr_means > 0")
-        if not 0 < self.render_scale <= 8:
-            raise bad("render_scale", "must be in (0, 8]")
+        if not 0 <= self.render_scale <= 8:
+            raise bad("render_scale", "must be in (0, 8] (0 = auto)")
         if not 0 < self.init_opacity < 1:
             raise bad("init_opacity", "must be in (0, 1)")
         if self.init_scale <= 0:
