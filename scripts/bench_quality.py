@@ -146,6 +146,8 @@ def fit_row(args, cfg, case: str, row: str, data: Path, prot: Path) -> dict:
         "chamfer": s["chamfer"],
         "accuracy": s["accuracy"],
         "completeness": s["completeness"],
+        "normal_consistency": s["normal_consistency"],
+        "fscore_1pct": next(f["fscore"] for f in s["fscore"] if f["fraction_of_diagonal"] == 0.01),
         "seconds": seconds,
         "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
         "surfels": m["surfels"],
@@ -183,8 +185,12 @@ def table(results: dict, cases: list[tuple[str, str]], rows: list[str], resoluti
         f"Face-region Chamfer ({resolution} px, 36 views; ICT and make_head heads in cm, nefertiti in its "
         "mm-like units)",
         "",
-        "| head | appearance | " + " | ".join(rows) + "".join(f" | {a} / {b}" for a, b, _, _ in ratios) + " |",
-        "|---|---|" + "---|" * (len(rows) + len(ratios)),
+        "| head | appearance | "
+        + " | ".join(rows)
+        + "".join(f" | {a} / {b}" for a, b, _, _ in ratios)
+        + "".join(f" | {r}: {m}" for r in rows for m in ("NC", "F@1%") if r == "privacy (1+2)")
+        + " |",
+        "|---|---|" + "---|" * (len(rows) + len(ratios) + 2 * ("privacy (1+2)" in rows)),
     ]
     chamfer = {
         (c, r): results[f"{c}|{r}"]["chamfer"]
@@ -203,12 +209,16 @@ def table(results: dict, cases: list[tuple[str, str]], rows: list[str], resoluti
                 cells.append(f"{q:.2f}" + ("" if ok(q) else " ✗"))
             else:
                 cells.append("—")
+        if priv in rows:
+            res = results.get(f"{c}|{priv}", {})
+            cells += [f"{res[k]:.3f}" if k in res else "—" for k in ("normal_consistency", "fscore_1pct")]
         lines.append(f"| {head} ({UNITS.get(head, 'cm')}) | {appearance} | " + " | ".join(cells) + " |")
     means = []
     for r in rows:
         q = [chamfer[c, r] / chamfer[c, "full-RGB"] for c, rr in chamfer if rr == r and chamfer.get((c, "full-RGB"))]
         means.append(f"{np.mean(q):.3f}" if q else "—")
-    lines.append("| mean ratio to full-RGB | | " + " | ".join(means) + " |" + " |" * len(ratios))
+    extra = len(ratios) + 2 * (priv in rows)
+    lines.append("| mean ratio to full-RGB | | " + " | ".join(means) + " |" + " |" * extra)
     lines.append("")
     for a, b, target, _ in ratios:
         lines.append(f"{a} / {b} {target}: met on {sum(met[a])} of {len(met[a])} heads × appearances.")

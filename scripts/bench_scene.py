@@ -110,7 +110,7 @@ def fit(args, data: Path, out: Path, timings: dict, key: str, extra: tuple[str, 
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.device:
         cmd += ["--device", args.device]
-    cmd += list(extra)
+    cmd += args.fit_args.split() + list(extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     timings[key] = run(cmd, out.parent / f"{out.name}.log")
 
@@ -151,6 +151,7 @@ def markdown(result: dict) -> str:
         f"σ at {a['sigma_resolution'] or 'full'} px; fits: preset scene"
         f"{', stage1 ' + str(a['stage1_iters']) if a['stage1_iters'] else ''}"
         f"{', stage2 ' + str(a['stage2_iters']) if a['stage2_iters'] else ''}"
+        f"{', ' + a['fit_args'] if a.get('fit_args') else ''}"
         f", privacy fit: {a['privacy_stages']} stage(s), {a['device'] or 'auto'})",
         "",
         f"Auto text regions: recall {100 * r['recall']:.2f} % of {r['plate_pixels']} plate pixels; "
@@ -205,6 +206,7 @@ def main() -> None:
         help="preset: the scene preset's plan (one mixed stage); single: force one mixed stage",
     )
     p.add_argument("--attack", default="optim", choices=("none", "poisson", "optim"))
+    p.add_argument("--fit-args", default="", help="extra `privsplat fit` flags for both fits, e.g. '--dist-weight 0'")
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
