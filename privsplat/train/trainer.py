@@ -56,6 +56,7 @@ class View:
     mask: torch.Tensor | None = None  # [H,W] object mask
     magnitude: torch.Tensor | None = None  # [h,w] protected gradient magnitude
     region: torch.Tensor | None = None  # [h,w] where the magnitude applies
+    size: tuple[int, int] = (0, 0)  # (H, W) of the frame: renders at render_scale != 1 come back to it
 
 
 def resolve_device(device: str) -> torch.device:
@@ -100,7 +101,7 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         # Targets stay at the frame's own size; renders are area-downsampled to it (render_scale > 1
         # keeps surfels larger than the rasterizer's screen-space low-pass at low resolution).
         mask = load_mask(f)
-        v = View(f.name, f.kind, cam, mask=t(mask))
+        v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width))
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
         else:
@@ -332,7 +333,9 @@ class Trainer:
         if spec.rgb_loss and view.rgb is not None and (view.kind == "rgb" or not spec.rgb_on_neutral_only):
             terms["rgb"] = L.photometric_loss(to_size(rgb, view.rgb.shape[:2]), view.rgb, cfg.ssim_weight, view.valid)
         if (spec.grad_loss or (self.share_step and view.mask is None)) and view.magnitude is not None:
-            mag = gradient_magnitude(rgb, self.sigma)
+            # σ of the render at the frame's own size, as `protect` took σ of the photo (its blur
+            # is in the photo's pixels); a larger render is area-downsampled first
+            mag = gradient_magnitude(to_size(rgb, view.size), self.sigma)
             if mag.shape != view.magnitude.shape:
                 raise PrivsplatError(
                     f"frame {view.name}: sigma(render) is {tuple(mag.shape)} but the protected image is "
