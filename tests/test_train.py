@@ -224,3 +224,26 @@ def test_render_scale_auto_renders_gsplat_blob_fits_at_256_px_or_more():
     assert render_scale_for(area.replace(render_scale=2.0), cpu, 64, 64) == 2.0
     with pytest.raises(PrivsplatError, match="render-scale"):
         FitConfig().replace(render_scale=-1).validate()
+
+
+def test_sigma_of_a_supersampled_render_is_taken_at_the_frames_size(tmp_path):
+    """A render at render_scale 2 comes back to the frame's size before σ, as protect took σ of the
+    photo: with σ's resolution (64) above a 24 px frame the protected image stays 24 px, and a σ of
+    the 48 px render would have been 48 px (the fit stopped with a size error before the fix)."""
+    from privsplat.data.load import load_dataset
+    from privsplat.data.synth import rear_view_names, synthesize
+    from privsplat.privacy.protect import protect
+    from privsplat.run import RunFolder
+    from privsplat.train.trainer import Trainer
+
+    data = synthesize(mesh="ict", out=tmp_path / "head", views=6, resolution=24, identity_seed=1)
+    _, sensitive = rear_view_names(data, 3)
+    protect(data, tmp_path / "prot", sensitive=",".join(sensitive), verbose=False)
+    ds = load_dataset(tmp_path / "prot")
+    cfg = TINY.replace(n_init=200, stage1_iters=2, stage2_iters=2, render_scale=2.0, checkpoint_every=0)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(ds, cfg, RunFolder(tmp_path / "run"), torch.device("cpu"), progress=False)
+    m = trainer.fit()
+    assert m["render_scale"] == 2.0 and "stage2" in m["stages"]
+    view = trainer.protected_views[0]
+    assert view.magnitude.shape == (24, 24) and view.camera.width == 48
