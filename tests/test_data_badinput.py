@@ -177,3 +177,16 @@ def test_fuzz_cameras_npz(tmp_path, mats, corrupt):
         load_dataset(d, warn_unprotected=False)
     except PrivsplatError:
         pass
+
+
+def test_transform_matrix_with_a_wrong_last_row_is_refused(tmp_path):
+    """Found by the fuzzer above: a rotation that is fine but a last row of zeros made the 4x4
+    singular and numpy's inverse raised from deep inside."""
+    d = tmp_path / "ns"
+    tiny_nerfstudio(d)
+    meta = json.loads((d / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][:1]
+    meta["frames"][0]["transform_matrix"] = [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    (d / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(PrivsplatError, match=r"last row must be \[0, 0, 0, 1\]"):
+        load_dataset(d, warn_unprotected=False)
