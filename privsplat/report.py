@@ -275,9 +275,9 @@ def _render_views(c: RunContents, max_views: int) -> list[_ViewRender]:
     with torch.no_grad():
         for f in frames:
             cam = Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=dev)
-            scale = render_scale_for(cfg, dev, f.width, f.height)
-            if scale != 1.0:
-                cam = cam.scaled(scale)
+            render_scale = render_scale_for(cfg, dev, f.width, f.height)
+            if render_scale != 1.0:
+                cam = cam.scaled(render_scale)
             out = c.model.render(cam, backend=backend, background=cfg.background)
             render = out.rgb[0].clamp(0, 1)
             size = (render.shape[1], render.shape[0])

@@ -72,12 +72,17 @@ def parse(root: Path, max_size: int | None = None) -> Parsed:
 # ----------------------------------------------------------------------------- helpers
 
 
+def check_last_row(m: np.ndarray, what: str, where: str) -> None:
+    """A 4x4 rigid pose ends in [0, 0, 0, 1]; anything else is refused before it is inverted."""
+    if np.abs(m[3] - (0, 0, 0, 1)).max() > 1e-6:
+        raise PrivsplatError(f"{where}: {what}'s last row must be [0, 0, 0, 1], got {m[3].tolist()}")
+
+
 def check_pose(w2c: np.ndarray, where: str) -> np.ndarray:
     w2c = np.asarray(w2c, dtype=np.float64)
     if w2c.shape != (4, 4) or not np.all(np.isfinite(w2c)):
         raise PrivsplatError(f"{where}: camera pose must be a finite 4x4 matrix")
-    if np.abs(w2c[3] - (0, 0, 0, 1)).max() > 1e-6:
-        raise PrivsplatError(f"{where}: camera pose's last row must be [0, 0, 0, 1], got {w2c[3].tolist()}")
+    check_last_row(w2c, "camera pose", where)
     R = w2c[:3, :3]
     if abs(np.linalg.det(R) - 1.0) > 1e-3 or np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
         raise PrivsplatError(
@@ -239,11 +244,7 @@ def parse_nerfstudio(root: Path) -> Parsed:
             raise PrivsplatError(f"{where}: transform_matrix must be a finite 4x4 matrix")
         if abs(np.linalg.det(c2w[:3, :3])) < 1e-9:
             raise PrivsplatError(f"{where}: transform_matrix is singular")
-        if np.abs(c2w[3] - (0, 0, 0, 1)).max() > 1e-6:
-            raise PrivsplatError(
-                f"{where}: transform_matrix's last row must be [0, 0, 0, 1] (a camera-to-world pose), "
-                f"got {c2w[3].tolist()}"
-            )
+        check_last_row(c2w, "transform_matrix", where)
         w2c = check_pose(np.linalg.inv(c2w @ GL_TO_CV), where)
         merged = {**{k: meta[k] for k in CAMERA_KEYS if k in meta}, **{k: fr[k] for k in CAMERA_KEYS if k in fr}}
         w, h = _int(merged, "w", where), _int(merged, "h", where)

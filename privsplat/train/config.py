@@ -276,7 +276,7 @@ class FitConfig:
         if self.lr_means > 0 and self.lr_means_final <= 0:
             raise bad("lr_means_final", "must be > 0 when lr_means > 0")
         if not 0 <= self.render_scale <= 8:
-            raise bad("render_scale", "must be in (0, 8] (0 = auto)")
+            raise bad("render_scale", "must be 0 (auto) or in (0, 8]")
         if not 0 < self.init_opacity < 1:
             raise bad("init_opacity", "must be in (0, 1)")
         if self.init_scale <= 0:

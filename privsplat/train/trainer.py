@@ -57,6 +57,7 @@ class View:
     magnitude: torch.Tensor | None = None  # [h,w] protected gradient magnitude
     region: torch.Tensor | None = None  # [h,w] where the magnitude applies
     size: tuple[int, int] = (0, 0)  # (H, W) of the frame: renders at render_scale != 1 come back to it
+    scale: float = 1.0  # render_scale_for this frame: the camera is the frame's, scaled by it
 
 
 def resolve_device(device: str) -> torch.device:
@@ -101,7 +102,7 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         # Targets stay at the frame's own size; renders are area-downsampled to it (render_scale > 1
         # keeps surfels larger than the rasterizer's screen-space low-pass at low resolution).
         mask = load_mask(f)
-        v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width))
+        v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
         else:
@@ -207,7 +208,7 @@ class Trainer:
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
-        self.render_scales = sorted({render_scale_for(cfg, device, f.width, f.height) for f in dataset.frames})
+        self.render_scales = sorted({v.scale for v in self.views})
         self.metrics: dict = {
             "device": str(device),
             "render_scale": self.render_scales[-1],
