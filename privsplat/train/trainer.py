@@ -103,15 +103,17 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         # keeps surfels larger than the rasterizer's screen-space low-pass at low resolution).
         mask = load_mask(f)
         v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
+        edges = _mixed_pixels(mask) if f.mask_path is not None else None
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
+            v.valid = t(None if edges is None else (~edges).astype(np.float32))
         else:
             mag, region = load_protected(f)
             v.magnitude, v.region = t(mag), t(region)
             if f.rgb_outside_path is not None:
                 rgb, valid = load_rgb_outside(f)
                 v.rgb = t(_composite(rgb, mask, bg))
-                v.valid = t(valid)
+                v.valid = t(valid if edges is None else valid * ~edges)
         views.append(v)
     return views
 
@@ -121,6 +123,25 @@ def to_size(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(img.shape[:2]) == tuple(size):
         return img
     return torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
+
+
+MIXED_EDGE = 0.02  # a mask value in (this, 1 - this) marks a pixel the silhouette cuts through
+
+
+def _mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
+    """Pixels a separate mask file says the silhouette cuts through, or None when there are none.
+
+    A photo's pixel there mixes the subject with whatever was behind it (a synth render's black, a
+    real backdrop); the mask gives the coverage a, not that backdrop, so the photo's colour cannot
+    be composited onto the fit's background: photo x a + bg x (1 - a) is a^2 x colour over black,
+    too dark, and the photometric loss pulled every silhouette ~0.4 px inside the mask (a sphere
+    fit's silhouettes, 64 px). Those pixels leave the photometric loss; the mask loss, which is
+    exact there, places the silhouette. (An RGBA image's own alpha is straight alpha: its
+    composite is exact and keeps every pixel.)"""
+    if mask is None:
+        return None
+    mixed = (mask > MIXED_EDGE) & (mask < 1.0 - MIXED_EDGE)
+    return mixed if mixed.any() else None
 
 
 def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.ndarray:
