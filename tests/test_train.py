@@ -247,3 +247,27 @@ def test_sigma_of_a_supersampled_render_is_taken_at_the_frames_size(tmp_path):
     assert m["render_scale"] == 2.0 and "stage2" in m["stages"]
     view = trainer.protected_views[0]
     assert view.magnitude.shape == (24, 24) and view.camera.width == 48
+
+
+def test_max_scale_px_caps_every_surfel_at_that_many_pixels(tmp_path):
+    """max_scale_px: after a fit no surfel's sigma exceeds the cap (pixels of the frames' cameras at
+    the median camera distance), while the uncapped fit of the same data has larger ones."""
+    from privsplat.cameras import camera_distances
+    from privsplat.data.load import load_dataset
+    from privsplat.data.synth import synthesize
+    from privsplat.run import RunFolder
+    from privsplat.train.trainer import Trainer
+
+    data = synthesize(mesh="ict", out=tmp_path / "head", views=6, resolution=24, identity_seed=1)
+    ds = load_dataset(data, warn_unprotected=False)
+    footprint = float(np.median(camera_distances(ds.w2cs())[1])) / float(np.median([f.K[0, 0] for f in ds.frames]))
+    largest = {}
+    for cap in (0.0, 0.5):
+        cfg = TINY.replace(n_init=200, stage1_iters=20, stage2_iters=0, checkpoint_every=0, max_scale_px=cap)
+        (tmp_path / f"run{cap}").mkdir()
+        trainer = Trainer(ds, cfg, RunFolder(tmp_path / f"run{cap}"), torch.device("cpu"), progress=False)
+        trainer.fit()
+        largest[cap] = float(torch.exp(trainer.model.params["scales"][:, :2]).max()) / footprint
+    assert largest[0.5] <= 0.5 * (1 + 1e-5) < largest[0.0], largest
+    with pytest.raises(PrivsplatError, match="max-scale-px"):
+        TINY.replace(max_scale_px=-1.0)

@@ -193,6 +193,16 @@ def initial_model(
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
 
+def scale_cap(dataset: Dataset, max_scale_px: float) -> float | None:
+    """log of max_scale_px pixels' footprint at the median camera's distance to the cameras' look-at
+    point (the frames' own focal lengths, not the render scale's), or None for no cap."""
+    if max_scale_px <= 0:
+        return None
+    _, dists = camera_distances(dataset.w2cs())
+    focal = float(np.median([f.K[0, 0] for f in dataset.frames]))
+    return math.log(max_scale_px * float(np.median(dists)) / focal)
+
+
 def _full_screen_gradient(meta: dict) -> torch.Tensor:
     """The densification signal: the screen-space gradient of the loss w.r.t. moving each surfel.
 
@@ -226,6 +236,7 @@ class Trainer:
         )
         self.stages = plan_stages(cfg, len(self.rgb_carrying), len(self.protected_views), bool(self.use_template))
         self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
+        self.log_scale_cap = scale_cap(dataset, cfg.max_scale_px)
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
@@ -440,6 +451,9 @@ class Trainer:
         for opt in [*self.optimizers.values(), self.light_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
+        if self.log_scale_cap is not None:
+            with torch.no_grad():
+                self.model.params["scales"][:, :2].clamp_(max=self.log_scale_cap)
         if self.step % FINITE_CHECK_EVERY == 0:
             self._check_finite_params()
         if self.strategy is not None:
