@@ -34,7 +34,7 @@ class Fit:
     out: Path
     """Run folder to create."""
     preset: str = "head64"
-    """Config preset (head64, head512, scene) or a path to a .yaml file of config keys; the
+    """Config preset (head64, head256, head512, scene) or a path to a .yaml file of config keys; the
     defaults below are the preset's, and flags override them."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: bool = False
