@@ -193,12 +193,11 @@ def initial_model(
     return SurfelModel.from_points(pts, nrm, cfg, seed=cfg.seed), how
 
 
-def scale_cap(dataset: Dataset, max_scale_px: float) -> float | None:
-    """log of max_scale_px pixels' footprint at the median camera's distance to the cameras' look-at
-    point (the frames' own focal lengths, not the render scale's), or None for no cap."""
+def scale_cap(dataset: Dataset, dists: np.ndarray, max_scale_px: float) -> float | None:
+    """log of max_scale_px pixels' footprint at the median camera distance `dists` to the cameras'
+    look-at point (the frames' own focal lengths, not the render scale's), or None for no cap."""
     if max_scale_px <= 0:
         return None
-    _, dists = camera_distances(dataset.w2cs())
     focal = float(np.median([f.K[0, 0] for f in dataset.frames]))
     return math.log(max_scale_px * float(np.median(dists)) / focal)
 
@@ -235,8 +234,9 @@ class Trainer:
             cfg.template == "auto" and self.protected_views and len(self.rgb_carrying) < cfg.min_neutral_views
         )
         self.stages = plan_stages(cfg, len(self.rgb_carrying), len(self.protected_views), bool(self.use_template))
-        self.scene_scale = 1.1 * float(camera_distances(dataset.w2cs())[1].max())
-        self.log_scale_cap = scale_cap(dataset, cfg.max_scale_px)
+        _, dists = camera_distances(dataset.w2cs())
+        self.scene_scale = 1.1 * float(dists.max())
+        self.log_scale_cap = scale_cap(dataset, dists, cfg.max_scale_px)
         self.model, self.init_how = initial_model(dataset, self.views, cfg, self.use_template, self.rng)
         self.model.to(device)
         self.backend = cfg.backend
