@@ -164,6 +164,30 @@ def test_mixed_silhouette_pixels_of_a_mask_file_leave_the_photometric_loss(tmp_p
     assert b.mask is not None and b.valid is None
 
 
+def test_a_soft_matte_is_named_in_a_warning(tmp_path, caplog):
+    """A mask that is partial over most of the subject (a soft matte, a probability map) would take
+    those pixels out of the photometric loss; the fit says so, and an outline-only mask does not."""
+    from privsplat.data.dataset import Dataset, Frame
+    from privsplat.data.images import write_png
+    from privsplat.train.config import load_preset
+    from privsplat.train.trainer import load_views
+
+    K, w2c = np.array([[8.0, 0, 4], [0, 8, 4], [0, 0, 1]]), np.eye(4)
+    w2c[2, 3] = 4.0
+    write_png(tmp_path / "a.png", np.full((8, 8, 3), 120, np.uint8))
+    frames = []
+    for name, level in (("hard", 1.0), ("soft", 0.6)):
+        cover = np.zeros((8, 8))
+        cover[1:7, 1:7] = level
+        cover[1:7, 7] = 0.5
+        write_png(tmp_path / f"{name}_mask.png", np.round(cover * 255).astype(np.uint8))
+        frames.append(Frame(name, "rgb", tmp_path / "a.png", K, w2c, 8, 8, mask_path=tmp_path / f"{name}_mask.png"))
+    with caplog.at_level("WARNING", logger="privsplat.train.trainer"):
+        load_views(Dataset(tmp_path, frames, np.zeros(3), 1.0), load_preset("head64"), torch.device("cpu"))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "frame soft: 100 %" in warned[0] and "threshold" in warned[0]
+
+
 FIT_ITERS = 300
 FIT_BOUND_PX = 0.3  # the issue's target
 

@@ -224,6 +224,9 @@ def test_render_scale_auto_renders_gsplat_blob_fits_at_256_px_or_more():
     assert render_scale_for(blob, cpu, 48, 64) == 4.0  # the long side decides
     assert render_scale_for(blob.replace(render_scale=1.5), cpu, 64, 64) == 1.5  # an explicit scale wins
     assert render_scale_for(area.replace(render_scale=2.0), cpu, 64, 64) == 2.0
+    # a blob in stage 2 alone renders every stage at the blob's scale
+    assert render_scale_for(area.replace(stage2_lowpass="gsplat"), cpu, 64, 64) == 4.0
+    assert render_scale_for(blob.replace(stage2_lowpass="area"), cpu, 64, 64) == 4.0
     with pytest.raises(PrivsplatError, match="render-scale"):
         FitConfig().replace(render_scale=-1).validate()
 
@@ -273,3 +276,32 @@ def test_max_scale_px_caps_every_surfel_at_that_many_pixels(tmp_path):
     assert largest[0.5] <= 0.5 * (1 + 1e-5) < largest[0.0], largest
     with pytest.raises(PrivsplatError, match="max-scale-px"):
         TINY.replace(max_scale_px=-1.0)
+
+
+def test_gradient_loss_pyramid_sees_an_edge_it_does_not_overlap():
+    """grad_levels 1 is the paper's eq. 5; with more levels an edge three pixels from its target
+    still gets a gradient toward it (at one level a non-overlapping edge's loss is flat in its shift)."""
+    from privsplat.train.losses import gradient_loss
+
+    def edge(x0: float) -> torch.Tensor:
+        cols = torch.arange(32, dtype=torch.float32)
+        return torch.exp(-0.5 * ((cols - x0) / 0.5) ** 2).expand(32, 32)
+
+    target = edge(10.0)
+    m = torch.rand(32, 32)
+    assert torch.isclose(gradient_loss(m, target), (m - target).abs().mean())
+    region = torch.zeros(32, 32)
+    region[:, :16] = 1.0
+    assert torch.isclose(gradient_loss(m, target, region), ((m - target).abs() * region).sum() / region.sum())
+    shift = torch.tensor(14.0, requires_grad=True)
+
+    def pull(levels: int) -> float:
+        shift.grad = None
+        cols = torch.arange(32, dtype=torch.float32)
+        render = torch.exp(-0.5 * ((cols - shift) / 0.5) ** 2).expand(32, 32)
+        gradient_loss(render, target, levels=levels).backward()
+        return float(shift.grad)
+
+    one, three = pull(1), pull(3)
+    assert abs(one) < 1e-4  # no overlap: (almost) no pull, only the Gaussians' far tails
+    assert three > 100 * abs(one)  # the loss falls as the edge moves toward x = 10

@@ -94,6 +94,10 @@ class LossConfig:
     mask_weight: float = 0.1
     grad_weight: float = 1.0
     """lambda_4 of the paper: the gradient-magnitude loss of stage 2 (eq. 5)."""
+    grad_levels: int = 1
+    """Pyramid levels of the gradient-magnitude loss: 1 = eq. 5 at the protected images' size; each
+    further level adds the same L1 on the next level of a Gaussian pyramid of both magnitudes
+    (blurred by 1 px, halved), which pulls an edge that misses its target by a few pixels."""
     colour_reg: Literal["smooth", "freeze", "drift", "none"] = "smooth"
     """Stage 2 colour regulariser (the surfel analogue of the paper's Lipschitz bound):
     smooth = penalise albedo differences between neighbouring surfels; freeze = no colour
@@ -278,6 +282,8 @@ class FitConfig:
         ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be 0 or more")
+        if self.grad_levels < 1:
+            raise bad("grad_levels", "must be 1 or more (1 = the paper's loss at full size)")
         for name in ("reset_every", "background_surfels"):
             if getattr(self, name) < -1:
                 raise bad(name, "must be -1 (auto), 0 or more")

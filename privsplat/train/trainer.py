@@ -76,10 +76,11 @@ def render_scale_for(cfg: FitConfig, device: torch.device, width: int, height: i
     render GSPLAT_BLOB_MIN_SIZE px (at most 4x) where the rasterizer adds gsplat's full-strength
     low-pass blob, which widens silhouettes and pulls the fit inside by about a pixel (ICT 1 at
     64 px: 0.805 cm at 1x, 0.201 cm at 4x on an H100; 0.746 / 0.281 / 0.148 cm at 1x / 2x / 4x with
-    the numba backend emulating the blob); 1 for the area low-pass, which has no such offset."""
+    the numba backend emulating the blob); 1 for the area low-pass, which has no such offset. A fit
+    whose stage 2 alone has gsplat's low-pass (--stage2-lowpass gsplat) renders every stage so."""
     if cfg.render_scale > 0:
         return float(cfg.render_scale)
-    blob = cfg.lowpass == "gsplat" or resolve_backend(cfg.backend, device) == "gsplat"
+    blob = "gsplat" in (cfg.lowpass, cfg.stage2_lowpass) or resolve_backend(cfg.backend, device) == "gsplat"
     if not blob:
         return 1.0
     return float(min(4.0, max(1.0, math.ceil(GSPLAT_BLOB_MIN_SIZE / max(width, height)))))
@@ -104,6 +105,8 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         mask = load_mask(f)
         v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
         edges = _mixed_pixels(mask) if f.mask_path is not None else None
+        if edges is not None and f.kind == "rgb":
+            _warn_soft_matte(f.name, mask, edges)
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
             v.valid = t(None if edges is None else (~edges).astype(np.float32))
@@ -142,6 +145,26 @@ def _mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
         return None
     mixed = (mask > MIXED_EDGE) & (mask < 1.0 - MIXED_EDGE)
     return mixed if mixed.any() else None
+
+
+SOFT_MATTE_SHARE = 0.25  # warn when more of a mask's subject pixels than this are "mixed"
+
+
+def _warn_soft_matte(name: str, mask: np.ndarray, mixed: np.ndarray) -> None:
+    """A hard or antialiased mask has mixed pixels only along its outline; a soft matte (hair, a
+    segmentation network's probabilities) can make a large share of the subject "mixed", and
+    those pixels all leave the photometric loss. Say so rather than fit silently on less."""
+    share = float(mixed.sum()) / max(1, int((mask > MIXED_EDGE).sum()))
+    if share > SOFT_MATTE_SHARE:
+        log.warning(
+            "frame %s: %.0f %% of the mask's subject pixels are partial (between %.2f and %.2f); they are "
+            "left out of the photometric loss. If the mask is a soft matte or a probability map, "
+            "threshold it to 0/1 (e.g. at 0.5) or give the image an alpha channel instead",
+            name,
+            100 * share,
+            MIXED_EDGE,
+            1 - MIXED_EDGE,
+        )
 
 
 def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.ndarray:
@@ -374,7 +397,7 @@ class Trainer:
                     f"frame {view.name}: sigma(render) is {tuple(mag.shape)} but the protected image is "
                     f"{tuple(view.magnitude.shape)}; the camera size and the manifest's resolution disagree"
                 )
-            terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region)
+            terms["grad"] = cfg.grad_weight * L.gradient_loss(mag, view.magnitude, view.region, cfg.grad_levels)
         if view.mask is not None and cfg.mask_weight > 0:
             terms["mask"] = cfg.mask_weight * L.mask_loss(to_size(out.alpha[i], view.mask.shape), view.mask)
         first = spec.geometry_warmup
