@@ -14,7 +14,10 @@ at the sphere's front. Two sources, each checked without optimisation, and a fit
 What is left (not fixed, measured on this sphere): a shell of overlapping tangent surfels renders a
 silhouette wider than its own median-depth surface (a grazing ray crosses the tails of many surfels),
 by ~0.3 px at the fit's surfel size (sigma ~1.5 px, opacity 0.9); with silhouettes exact, a mask-only
-fit's depth sits ~0.4 px inside, and a 1000-iteration fit's mesh drifts to ~0.3 px inside.
+fit's depth sits ~0.4 px inside, and a 1000-iteration fit's mesh drifts to ~0.3 px inside. head64's
+centres keep a 10x higher final learning rate than before (1.6e-4: heads fit far better), so the
+300-iteration fit below gets further along that drift: silhouettes -0.20 px, mesh -0.26 px (with the
+old 100x decay -0.11 / -0.12; with the new decay and without the mixed-pixel fix -0.41 / -0.49).
 """
 
 from __future__ import annotations
@@ -209,7 +212,8 @@ def sphere_fit(sphere_data, tmp_path_factory):
 @pytest.mark.slow
 def test_fitted_silhouettes_match_the_masks(sphere_data, sphere_fit):
     """The photometric loss no longer pulls silhouettes inside: on 3e27b4c (mixed pixels composited
-    as photo x a) the fitted sphere's silhouettes were 0.40 px (radius) inside its masks; now ~0.0."""
+    as photo x a) the fitted sphere's silhouettes were 0.40 px (radius) inside its masks; with the fix
+    -0.11 px, and -0.20 px with head64's slower centre decay (-0.41 px there without the fix)."""
     from privsplat.data.images import load_mask
     from privsplat.train.trainer import to_size
 
@@ -220,13 +224,14 @@ def test_fitted_silhouettes_match_the_masks(sphere_data, sphere_fit):
             alpha = to_size(sphere_fit.model.render(v.camera).alpha[0], (f.height, f.width))[..., 0].numpy()
             mask = load_mask(f)
             diffs.append(math.sqrt(alpha.sum() / math.pi) - math.sqrt(mask.sum() / math.pi))
-    assert abs(np.mean(diffs)) < 0.15, diffs
+    assert abs(np.mean(diffs)) < 0.25, diffs
 
 
 @pytest.mark.slow
 def test_fit_of_a_sphere_is_within_a_third_of_a_pixel(sphere_data, sphere_fit):
     """End to end: the sphere fit's TSDF mesh, median signed distance in pixels. Measured: -1.71 px
-    before the first fixes (6fd9062), -0.44 px on 3e27b4c (this test failed there), -0.12 px now.
+    before the first fixes (6fd9062), -0.44 px on 3e27b4c (this test failed there), -0.12 px after the
+    mixed-pixel fix, -0.26 px with head64's slower centre decay (-0.49 px with it and without the fix).
     Longer fits drift inside (1000 iterations: -0.30 px; see the module docstring)."""
     from privsplat.mesh.tsdf import extract_mesh
 
