@@ -8,7 +8,12 @@ the only signal). Prints a markdown table and writes results.json, table.md and,
 appearance, turntables/<head>-<appearance>.png (rows: GT, full-RGB mesh, privacy mesh).
 
     .venv/bin/python scripts/bench_quality.py --out bench-quality [--heads ict1 mh ...] [--rows ...]
-        [--appearances textured plaster]
+        [--appearances textured plaster] [--set seed=1]
+    .venv/bin/python scripts/bench_quality.py --out merged --merge DIR [DIR ...]
+
+--merge reads the results.json of several runs of this script (halves of the heads run in two
+processes, or the same fits with other seeds) and writes one table: a fit present in several runs
+counts with the mean of its metrics, and results.json keeps each run's Chamfer.
 """
 
 from __future__ import annotations
@@ -84,7 +89,10 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value (YAML values)")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge these runs' results.json into --out (no fits)")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
 
     import yaml
 
@@ -117,6 +125,43 @@ def main() -> int:
     md = table(results, cases, args.rows, args.resolution)
     print(md)
     print(json.dumps(results, indent=1))
+    return 0
+
+
+METRICS = ("chamfer", "accuracy", "completeness", "normal_consistency", "fscore_1pct")
+
+
+def merge(args) -> int:
+    """One table from several runs' results: each fit's metrics averaged over the runs that have it."""
+    from privsplat.io import write_json
+
+    runs = []
+    for d in args.merge:
+        path = d / "results.json"
+        if not path.is_file():
+            print(f"error: {path} does not exist (pass folders this script wrote with --out)", file=sys.stderr)
+            return 2
+        runs.append(json.loads(path.read_text()))
+    merged: dict = {}
+    for key in dict.fromkeys(k for r in runs for k in r):
+        entries = [r[key] for r in runs if key in r]
+        merged[key] = {**entries[0], **{m: float(np.mean([e[m] for e in entries])) for m in METRICS}}
+        merged[key]["runs"] = len(entries)
+        merged[key]["chamfer_runs"] = [e["chamfer"] for e in entries]
+    cases = list(dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in merged.values()))
+    rows = [r for r in args.rows if any(v["row"] == r for v in merged.values())]
+    spread = [max(v["chamfer_runs"]) / min(v["chamfer_runs"]) for v in merged.values() if v["runs"] > 1]
+    md = table(merged, cases, rows, args.resolution)
+    if spread:
+        md += (
+            f"Each Chamfer is the mean of {min(v['runs'] for v in merged.values())}–"
+            f"{max(v['runs'] for v in merged.values())} fits (seeds); max / min of a fit's runs: median "
+            f"{np.median(spread):.3f}, largest {max(spread):.3f}.\n"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "results.json", merged)
+    (args.out / "table.md").write_text(md)
+    print(md)
     return 0
 
 

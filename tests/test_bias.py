@@ -188,7 +188,8 @@ def test_a_soft_matte_is_named_in_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="privsplat.train.trainer"):
         load_views(Dataset(tmp_path, frames, np.zeros(3), 1.0), load_preset("head64"), torch.device("cpu"))
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "frame soft: 100 %" in warned[0] and "threshold" in warned[0]
+    assert len(warned) == 1 and "1 frame(s)" in warned[0] and "soft: 100 %" in warned[0], warned
+    assert "hard" not in warned[0] and "threshold" in warned[0]
 
 
 FIT_ITERS = 300

@@ -95,6 +95,7 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
     views = []
+    soft: dict[str, float] = {}
     for f in dataset.frames:
         cam = Cameras.from_numpy(f.K, f.w2c, f.width, f.height, device=device)
         scale = render_scale_for(cfg, device, f.width, f.height)
@@ -106,7 +107,9 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
         edges = _mixed_pixels(mask) if f.mask_path is not None else None
         if edges is not None and f.kind == "rgb":
-            _warn_soft_matte(f.name, mask, edges)
+            share = float(edges.sum()) / max(1, int((mask > MIXED_EDGE).sum()))
+            if share > SOFT_MATTE_SHARE:
+                soft[f.name] = share
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
             v.valid = t(None if edges is None else (~edges).astype(np.float32))
@@ -118,6 +121,8 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
                 v.rgb = t(_composite(rgb, mask, bg))
                 v.valid = t(valid if edges is None else valid * ~edges)
         views.append(v)
+    if soft:
+        _warn_soft_matte(soft)
     return views
 
 
@@ -150,21 +155,20 @@ def _mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
 SOFT_MATTE_SHARE = 0.25  # warn when more of a mask's subject pixels than this are "mixed"
 
 
-def _warn_soft_matte(name: str, mask: np.ndarray, mixed: np.ndarray) -> None:
+def _warn_soft_matte(shares: dict[str, float]) -> None:
     """A hard or antialiased mask has mixed pixels only along its outline; a soft matte (hair, a
     segmentation network's probabilities) can make a large share of the subject "mixed", and
-    those pixels all leave the photometric loss. Say so rather than fit silently on less."""
-    share = float(mixed.sum()) / max(1, int((mask > MIXED_EDGE).sum()))
-    if share > SOFT_MATTE_SHARE:
-        log.warning(
-            "frame %s: %.0f %% of the mask's subject pixels are partial (between %.2f and %.2f); they are "
-            "left out of the photometric loss. If the mask is a soft matte or a probability map, "
-            "threshold it to 0/1 (e.g. at 0.5) or give the image an alpha channel instead",
-            name,
-            100 * share,
-            MIXED_EDGE,
-            1 - MIXED_EDGE,
-        )
+    those pixels all leave the photometric loss. Say so once, rather than fit silently on less."""
+    worst = sorted(shares, key=shares.get, reverse=True)[:3]
+    log.warning(
+        "%d frame(s) have masks that are partial (between %.2f and %.2f) over much of the subject "
+        "(%s); those pixels are left out of the photometric loss. If the masks are soft mattes or "
+        "probability maps, threshold them to 0/1 (e.g. at 0.5) or give the images an alpha channel instead",
+        len(shares),
+        MIXED_EDGE,
+        1 - MIXED_EDGE,
+        ", ".join(f"{n}: {100 * shares[n]:.0f} %" for n in worst) + (", ..." if len(shares) > 3 else ""),
+    )
 
 
 def _composite(rgb: np.ndarray, mask: np.ndarray | None, bg: np.ndarray) -> np.ndarray:
