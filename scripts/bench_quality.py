@@ -13,7 +13,8 @@ appearance, turntables/<head>-<appearance>.png (rows: GT, full-RGB mesh, privacy
 
 --merge reads the results.json of several runs of this script (halves of the heads run in two
 processes, or the same fits with other seeds) and writes one table: a fit present in several runs
-counts with the mean of its metrics, and results.json keeps each run's Chamfer.
+counts with the mean of its metrics, and results.json keeps each run's Chamfer. --heads, --rows and
+--appearances select what the table shows.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-quality"))
     ap.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
-    ap.add_argument("--appearances", nargs="+", default=["textured"], choices=APPEARANCES)
+    ap.add_argument(
+        "--appearances", nargs="+", default=None, choices=APPEARANCES, help="default: textured (both with --merge)"
+    )
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--neutral-views", type=int, default=15)
     ap.add_argument("--preset", default="head64")
@@ -92,7 +95,9 @@ def main() -> int:
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these runs' results.json into --out (no fits)")
     args = ap.parse_args()
     if args.merge:
+        args.appearances = args.appearances or list(APPEARANCES)
         return merge(args)
+    args.appearances = args.appearances or ["textured"]
 
     import yaml
 
@@ -148,7 +153,11 @@ def merge(args) -> int:
         merged[key] = {**entries[0], **{m: float(np.mean([e[m] for e in entries])) for m in METRICS}}
         merged[key]["runs"] = len(entries)
         merged[key]["chamfer_runs"] = [e["chamfer"] for e in entries]
-    cases = list(dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in merged.values()))
+    cases = [
+        (h, a)
+        for h, a in dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in merged.values())
+        if h in args.heads and (a in args.appearances or a not in APPEARANCES)
+    ]
     rows = [r for r in args.rows if any(v["row"] == r for v in merged.values())]
     spread = [max(v["chamfer_runs"]) / min(v["chamfer_runs"]) for v in merged.values() if v["runs"] > 1]
     md = table(merged, cases, rows, args.resolution)
