@@ -156,15 +156,16 @@ def merge(args) -> int:
     cases = [
         (h, a)
         for h, a in dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in merged.values())
-        if h in args.heads and (a in args.appearances or a not in APPEARANCES)
+        if h in args.heads and a in args.appearances
     ]
     rows = [r for r in args.rows if any(v["row"] == r for v in merged.values())]
     spread = [max(v["chamfer_runs"]) / min(v["chamfer_runs"]) for v in merged.values() if v["runs"] > 1]
     md = table(merged, cases, rows, args.resolution)
     if spread:
+        counts = sorted({v["runs"] for v in merged.values()})
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
         md += (
-            f"Each Chamfer is the mean of {min(v['runs'] for v in merged.values())}–"
-            f"{max(v['runs'] for v in merged.values())} fits (seeds); max / min of a fit's runs: median "
+            f"Each Chamfer is the mean of {n} fits (seeds); max / min of a fit's runs: median "
             f"{np.median(spread):.3f}, largest {max(spread):.3f}.\n"
         )
     args.out.mkdir(parents=True, exist_ok=True)

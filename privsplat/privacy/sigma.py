@@ -60,7 +60,7 @@ def _gradient_magnitude_torch(image, params: SigmaParams):
     *batch, H, W, C = image.shape
     x = image.reshape(-1, H, W, C).permute(0, 3, 1, 2)  # [B, C, H, W]
     if params.blur_sigma > 0:
-        x = _gaussian_blur(x, params.blur_sigma)
+        x = gaussian_blur(x, params.blur_sigma)
     w, h = protected_size(W, H, params.resolution)
     if (w, h) != (W, H):
         x = F.interpolate(x, size=(h, w), mode="area")
@@ -79,7 +79,9 @@ def _gradient_magnitude_torch(image, params: SigmaParams):
     return mag.reshape(*batch, h, w)
 
 
-def _gaussian_blur(x, sigma: float):
+def gaussian_blur(x, sigma: float):
+    """Separable Gaussian blur of [B, C, H, W] (replicate padding, radius 3 sigma); also the
+    gradient loss's pyramid (train.losses.gradient_loss)."""
     import torch
     import torch.nn.functional as F
 

@@ -53,7 +53,7 @@ def gradient_loss(
     pull it there (eq. 5 alone is flat in the shift of an edge that misses its target)."""
     import torch.nn.functional as F
 
-    from ..privacy.sigma import _gaussian_blur
+    from ..privacy.sigma import gaussian_blur
 
     total = magnitude.new_zeros(())
     m, t = magnitude[None, None], target[None, None]
@@ -63,8 +63,8 @@ def gradient_loss(
             h, w = m.shape[-2] // 2, m.shape[-1] // 2
             if min(h, w) < 2:
                 break
-            m = F.interpolate(_gaussian_blur(m, 1.0), size=(h, w), mode="area")
-            t = F.interpolate(_gaussian_blur(t, 1.0), size=(h, w), mode="area")
+            m = F.interpolate(gaussian_blur(m, 1.0), size=(h, w), mode="area")
+            t = F.interpolate(gaussian_blur(t, 1.0), size=(h, w), mode="area")
             r = None if r is None else F.interpolate(r, size=(h, w), mode="area")
         diff = (m - t).abs()
         total = total + (diff.mean() if r is None else (diff * r).sum() / r.sum().clamp_min(1.0))

@@ -106,13 +106,11 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         mask = load_mask(f)
         v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
         edges = _mixed_pixels(mask) if f.mask_path is not None else None
-        if edges is not None and f.kind == "rgb":
-            share = float(edges.sum()) / max(1, int((mask > MIXED_EDGE).sum()))
-            if share > SOFT_MATTE_SHARE:
-                soft[f.name] = share
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
             v.valid = t(None if edges is None else (~edges).astype(np.float32))
+            if edges is not None and edges.sum() > SOFT_MATTE_SHARE * (mask > MIXED_EDGE).sum():
+                soft[f.name] = float(edges.sum()) / float((mask > MIXED_EDGE).sum())
         else:
             mag, region = load_protected(f)
             v.magnitude, v.region = t(mag), t(region)
