@@ -189,7 +189,7 @@ def _fit_locked(
         log.info(
             "rendering at %s the cameras' resolution (render_scale %s), area-downsampled to the targets",
             "/".join(f"{s:g}x" for s in trainer.render_scales),
-            "auto: gsplat's screen-space blob then covers a quarter of a target pixel or less"
+            "auto: gsplat's screen-space blob then covers half a target pixel or less"
             if cfg.render_scale == 0
             else f"{cfg.render_scale:g}",
         )

@@ -53,8 +53,8 @@ class ScheduleConfig:
     render_scale: float = 0.0
     """Render resolution relative to the camera resolution; renders are area-downsampled to the
     targets' size. 0 = auto: where the rasterizer has gsplat's full-strength screen-space blob (the
-    gsplat CUDA backend, or lowpass 'gsplat'), render so the long side is at least 256 px (at most
-    4x), which shrinks the blob to a quarter of a target pixel; 1 elsewhere."""
+    gsplat CUDA backend, or lowpass 'gsplat'), render so the long side is at least 512 px (at most
+    4x), which shrinks the blob to half a target pixel or less; 1 elsewhere."""
     seed: int = 0
     checkpoint_every: int = 200
     stage2_rgb: bool = False
