@@ -29,7 +29,7 @@ from .run import RunFolder
 from .threads import configure_cpu_threads
 from .train.config import FitConfig
 from .train.model import SurfelModel, write_splats_ply
-from .train.trainer import Trainer, resolve_device
+from .train.trainer import Trainer, resolve_device, sigma_input
 
 log = logging.getLogger("privsplat")
 
@@ -322,7 +322,8 @@ def save_renders(trainer: Trainer, folder: Path, n_each: int = 2) -> None:
                     normal,
                 ]
             else:
-                mag = gradient_magnitude(render, trainer.sigma).cpu().numpy()
+                src = sigma_input(render, out.alpha[0], trainer.cfg.background, v.mask is not None)
+                mag = gradient_magnitude(src, trainer.sigma).cpu().numpy()
                 target = v.magnitude.cpu().numpy()
                 s = float(np.percentile(target, 99.5)) or 1.0
                 row = [

@@ -264,7 +264,7 @@ def _render_views(c: RunContents, max_views: int) -> list[_ViewRender]:
     from .data import load_protected, load_rgb
     from .privacy.sigma import SigmaParams, gradient_magnitude
     from .train.config import FitConfig
-    from .train.trainer import render_scale_for, to_size
+    from .train.trainer import render_scale_for, sigma_input, to_size
 
     cfg = FitConfig.from_dict(c.saved.get("config", {}))
     sigma = SigmaParams.from_dict(c.dataset.protection) if c.dataset.protection else SigmaParams()
@@ -291,7 +291,8 @@ def _render_views(c: RunContents, max_views: int) -> list[_ViewRender]:
                 mag, _ = load_protected(f)
                 scale = float(np.percentile(mag, 99.5)) or 1.0
                 target = _grey(mag, scale)
-                sig = _grey(gradient_magnitude(to_size(render, (f.height, f.width)), sigma).cpu().numpy(), scale)
+                src = sigma_input(render, out.alpha[0], cfg.background, f.mask_path is not None)
+                sig = _grey(gradient_magnitude(to_size(src, (f.height, f.width)), sigma).cpu().numpy(), scale)
             views.append(_ViewRender(f.name, f.kind, target, _u8(render.cpu().numpy()), sig, normal, depth))
     return views
 

@@ -306,3 +306,26 @@ def test_gradient_loss_pyramid_sees_an_edge_it_does_not_overlap():
     one, three = pull(1), pull(3)
     assert abs(one) < 1e-4  # no overlap: (almost) no pull, only the Gaussians' far tails
     assert three > 100 * abs(one)  # the loss falls as the edge moves toward x = 10
+
+
+def test_sigma_of_a_masked_protected_view_is_taken_over_black(protected_head, tmp_path):
+    """protect blacks out a masked photo's backdrop before σ; the fit must take σ of its render over
+    black too, whatever --background it composites on (white here)."""
+    from privsplat.data import load_dataset
+    from privsplat.run import RunFolder
+    from privsplat.train.trainer import Trainer, sigma_input
+
+    ds = load_dataset(protected_head)
+    cfg = load_preset("head64").replace(stage1_iters=1, stage2_iters=1, n_init=500, checkpoint_every=0)
+    trainer = Trainer(ds, cfg, RunFolder(tmp_path / "run"), torch.device("cpu"), progress=False)
+    view = next(v for v in trainer.views if v.magnitude is not None)
+    assert view.mask is not None
+    with torch.no_grad():
+        white = trainer.model.render(view.camera, background=(1.0, 1.0, 1.0))
+        black = trainer.model.render(view.camera, background=(0.0, 0.0, 0.0))
+    assert float((white.rgb - black.rgb).abs().max()) > 0.5  # the background shows
+    over_black = sigma_input(white.rgb[0], white.alpha[0], (1.0, 1.0, 1.0), masked=True)
+    torch.testing.assert_close(over_black, black.rgb[0], atol=1e-5, rtol=0)
+    # a view without a mask shows its real background in every pixel: σ of the render as it is
+    rgb = white.rgb[0]
+    assert sigma_input(rgb, white.alpha[0], (1.0, 1.0, 1.0), masked=False) is rgb

@@ -173,7 +173,7 @@ def protect(
     from ..data import load_dataset, load_mask, load_rgb
     from ..data.dataset import Frame
     from ..data.formats import frame_to_nerfstudio
-    from ..data.images import write_png
+    from ..data.images import backdrop_to_black, write_png
     from ..data.protected import POINTS_NAME, write_manifest, write_points_xyz
     from .sigma import gradient_magnitude, protected_size
 
@@ -233,7 +233,10 @@ def protect(
                 image_path = tmp / "images" / f"{frame.name}.png"
                 write_png(image_path, np.round(rgb * 255).astype(np.uint8))
             else:
-                mag = gradient_magnitude(rgb, params)
+                # the backdrop is not the subject: σ sees it black, as it sees the fit's render
+                src = rgb if mask is None else backdrop_to_black(rgb, mask, straight_alpha=frame.mask_path is None)
+                mag = gradient_magnitude(src, params)
+                del src
                 if region is not None:
                     region = _dilate(region, dilate_px)
                     region_lo = _area_downsample(region, protected_size(frame.width, frame.height, params.resolution))

@@ -17,6 +17,7 @@ import torch
 
 from ..cameras import Cameras, camera_distances
 from ..data import Dataset, load_mask, load_protected, load_rgb, load_rgb_outside
+from ..data.images import MIXED_EDGE
 from ..errors import PrivsplatError
 from ..privacy.sigma import SigmaParams, gradient_magnitude
 from ..render import resolve_backend
@@ -127,14 +128,23 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
     return views
 
 
+def sigma_input(rgb: torch.Tensor, alpha: torch.Tensor, background, masked: bool) -> torch.Tensor:
+    """What σ is taken of for a protected view: the render [H,W,3] over black where the view has a
+    mask (`protect` blacked out the photo's backdrop there: data.images.backdrop_to_black), the
+    render as it is otherwise (a view without a mask shows a real background in every pixel)."""
+    if not masked:
+        return rgb
+    bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
+    if not bool(bg.any()):
+        return rgb
+    return rgb - (1.0 - alpha) * bg
+
+
 def to_size(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Area-downsample an [H,W,C] render to (h, w) (identity when already that size)."""
     if tuple(img.shape[:2]) == tuple(size):
         return img
     return torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
-
-
-MIXED_EDGE = 0.02  # a mask value in (this, 1 - this) marks a pixel the silhouette cuts through
 
 
 def _mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
@@ -396,7 +406,8 @@ class Trainer:
         if (spec.grad_loss or (self.share_step and view.mask is None)) and view.magnitude is not None:
             # σ of the render at the frame's own size, as `protect` took σ of the photo (its blur
             # is in the photo's pixels); a larger render is area-downsampled first
-            mag = gradient_magnitude(to_size(rgb, view.size), self.sigma)
+            src = sigma_input(rgb, out.alpha[i], self.cfg.background, view.mask is not None)
+            mag = gradient_magnitude(to_size(src, view.size), self.sigma)
             if mag.shape != view.magnitude.shape:
                 raise PrivsplatError(
                     f"frame {view.name}: sigma(render) is {tuple(mag.shape)} but the protected image is "
