@@ -68,7 +68,7 @@ def read_in_frame(path: Path, frame: Frame, what: str) -> np.ndarray:
             f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
             f"has a {w}x{h} camera; fix the image or the camera intrinsics (w, h)"
         )
-    return to_pinhole(img, frame)
+    return to_pinhole(img, frame, cubic=what in ("mask", "image alpha"))
 
 
 def load_rgb(frame: Frame) -> np.ndarray:
@@ -94,7 +94,8 @@ def load_mask(frame: Frame) -> np.ndarray | None:
     if frame.kind == "rgb" and frame.image_path.suffix.lower() == ".png":
         img = read_image(frame.image_path)
         if img.ndim == 3 and img.shape[2] == 4:
-            return to_unit_float(read_in_frame(frame.image_path, frame, "image")[:, :, 3])
+            alpha = read_in_frame(frame.image_path, frame, "image alpha")[:, :, 3]  # RGB bilinear, alpha bicubic
+            return to_unit_float(alpha)
     return None
 
 
