@@ -16,6 +16,7 @@ Conventions
   point is the centre of that inscribed rectangle. This is cv2.getOptimalNewCameraMatrix
   with alpha=0 in spirit, but with the dense border rather than its 9x9 grid (so no
   invalid pixel slips in between grid points) and the same rule for the fisheye model.
+- Undistortion resamples photos bilinearly and masks bicubically (see `to_pinhole`).
 - Downsampling (`max_size`, long side): cv2.INTER_AREA to (round(W s), round(H s)). Area
   resampling maps pixel edges to pixel edges, so with centres at +0.5, K' = diag(sx, sy, 1) K
   with sx = W'/W, sy = H'/H exactly (in an integer-centre convention the principal point
