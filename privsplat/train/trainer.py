@@ -132,12 +132,9 @@ def sigma_input(rgb: torch.Tensor, alpha: torch.Tensor, background, masked: bool
     """What σ is taken of for a protected view: the render [H,W,3] over black where the view has a
     mask (`protect` blacked out the photo's backdrop there: data.images.backdrop_to_black), the
     render as it is otherwise (a view without a mask shows a real background in every pixel)."""
-    if not masked:
+    if not masked or not any(float(c) for c in background):  # the config's tuple: no device sync
         return rgb
-    bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
-    if not bool(bg.any()):
-        return rgb
-    return rgb - (1.0 - alpha) * bg
+    return rgb - (1.0 - alpha) * torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
 
 
 def to_size(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
