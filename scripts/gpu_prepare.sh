@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prepare protected datasets for scripts/gpu_check.sh on a CPU machine with the venv:
-# ICT identity 1, 36 views, the 15 rear views neutral, at 64 and 512 px, in .gpu/.
+# ICT identity 1, 36 views, the 15 rear views neutral, at 64, 256 and 512 px, in .gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for res in ${FIT_RES:-64 512}; do
+for res in ${FIT_RES:-64 256 512}; do
   .venv/bin/python - "$res" <<'PY'
 import sys
 from pathlib import Path
