@@ -9,7 +9,7 @@ at the sphere's front. Two sources, each checked without optimisation, and a fit
   boundary, and the fit started from there (init.visual_hull);
 - a photo's silhouette pixels mix the subject with its backdrop (synth's black): compositing them
   with the mask once more (photo x a) made them a^2 x colour, too dark, and the photometric loss
-  pulled every fitted silhouette 0.4 px inside its mask (trainer._mixed_pixels: those pixels now
+  pulled every fitted silhouette 0.4 px inside its mask (data.images.mixed_pixels: those pixels now
   leave the photometric loss; the mask loss places the silhouette).
 What is left (not fixed, measured on this sphere): a shell of overlapping tangent surfels renders a
 silhouette wider than its own median-depth surface (a grazing ray crosses the tails of many surfels),

@@ -102,13 +102,29 @@ def load_mask(frame: Frame) -> np.ndarray | None:
 MIXED_EDGE = 0.02  # a mask value in (this, 1 - this) marks a pixel the silhouette cuts through
 
 
+def mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
+    """Pixels a separate mask file says the silhouette cuts through, or None when there are none.
+
+    A photo's pixel there mixes the subject with whatever was behind it (a synth render's black, a
+    real backdrop); the mask gives the coverage a, not that backdrop, so the photo's colour cannot
+    be composited onto the fit's background: photo x a + bg x (1 - a) is a^2 x colour over black,
+    too dark, and the photometric loss pulled every silhouette ~0.4 px inside the mask (a sphere
+    fit's silhouettes, 64 px). Those pixels leave the trainer's photometric loss (the mask loss,
+    which is exact there, places the silhouette), and `protect` unmixes them (backdrop_to_black). (An RGBA image's own alpha is straight alpha: its
+    composite is exact and keeps every pixel.)"""
+    if mask is None:
+        return None
+    mixed = (mask > MIXED_EDGE) & (mask < 1.0 - MIXED_EDGE)
+    return mixed if mixed.any() else None
+
+
 def backdrop_to_black(rgb: np.ndarray, mask: np.ndarray, straight_alpha: bool) -> np.ndarray:
     """The photo as `protect` hands it to σ when the view has a mask: the backdrop black.
 
     σ of a masked photo would otherwise carry the backdrop's edges (a wall, a shelf) and an
     outline whose strength depends on how the subject contrasts with it, where the fit's render
     (taken over black for σ, trainer.sigma_input) has neither: an ICT head at 64 px composited
-    over a plain wall with two edges lost its face (privacy fit 0.13 -> 0.23 cm). With straight
+    over a plain wall with two edges fitted at 0.230 cm against 0.132 over black (privacy fit). With straight
     alpha (an RGBA image, the mask its own alpha) the composite is exact, rgb x a. With a
     separate mask file the photo already mixes subject and backdrop along the outline,
     photo = a x subject + (1 - a) x backdrop: the backdrop there is estimated from the nearby
@@ -123,9 +139,9 @@ def backdrop_to_black(rgb: np.ndarray, mask: np.ndarray, straight_alpha: bool) -
         return (rgb * m).astype(np.float32)
     rgb = rgb.astype(np.float32)
     back = (a <= MIXED_EDGE).astype(np.float32)
-    mixed = (a > MIXED_EDGE) & (a < 1.0 - MIXED_EDGE)
+    mixed = mixed_pixels(a)
     out = np.where(m > MIXED_EDGE, rgb, 0.0).astype(np.float32)
-    if mixed.any() and back.any():
+    if mixed is not None and back.any():
         blur = dict(ksize=(0, 0), sigmaX=1.5, borderType=cv2.BORDER_REPLICATE)
         weight = cv2.GaussianBlur(back, **blur)[..., None]
         estimate = cv2.GaussianBlur(rgb * back[..., None], **blur) / np.maximum(weight, 1e-6)

@@ -17,7 +17,7 @@ import torch
 
 from ..cameras import Cameras, camera_distances
 from ..data import Dataset, load_mask, load_protected, load_rgb, load_rgb_outside
-from ..data.images import MIXED_EDGE
+from ..data.images import MIXED_EDGE, mixed_pixels
 from ..errors import PrivsplatError
 from ..privacy.sigma import SigmaParams, gradient_magnitude
 from ..render import resolve_backend
@@ -109,7 +109,7 @@ def load_views(dataset: Dataset, cfg: FitConfig, device: torch.device) -> list[V
         # keeps surfels larger than the rasterizer's screen-space low-pass at low resolution).
         mask = load_mask(f)
         v = View(f.name, f.kind, cam, mask=t(mask), size=(f.height, f.width), scale=scale)
-        edges = _mixed_pixels(mask) if f.mask_path is not None else None
+        edges = mixed_pixels(mask) if f.mask_path is not None else None
         if f.kind == "rgb":
             v.rgb = t(_composite(load_rgb(f), mask, bg))
             v.valid = t(None if edges is None else (~edges).astype(np.float32))
@@ -142,22 +142,6 @@ def to_size(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(img.shape[:2]) == tuple(size):
         return img
     return torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
-
-
-def _mixed_pixels(mask: np.ndarray | None) -> np.ndarray | None:
-    """Pixels a separate mask file says the silhouette cuts through, or None when there are none.
-
-    A photo's pixel there mixes the subject with whatever was behind it (a synth render's black, a
-    real backdrop); the mask gives the coverage a, not that backdrop, so the photo's colour cannot
-    be composited onto the fit's background: photo x a + bg x (1 - a) is a^2 x colour over black,
-    too dark, and the photometric loss pulled every silhouette ~0.4 px inside the mask (a sphere
-    fit's silhouettes, 64 px). Those pixels leave the photometric loss; the mask loss, which is
-    exact there, places the silhouette. (An RGBA image's own alpha is straight alpha: its
-    composite is exact and keeps every pixel.)"""
-    if mask is None:
-        return None
-    mixed = (mask > MIXED_EDGE) & (mask < 1.0 - MIXED_EDGE)
-    return mixed if mixed.any() else None
 
 
 SOFT_MATTE_SHARE = 0.25  # warn when more of a mask's subject pixels than this are "mixed"
