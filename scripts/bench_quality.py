@@ -10,11 +10,13 @@ appearance, turntables/<head>-<appearance>.png (rows: GT, full-RGB mesh, privacy
     .venv/bin/python scripts/bench_quality.py --out bench-quality [--heads ict1 mh ...] [--rows ...]
         [--appearances textured plaster] [--set seed=1]
     .venv/bin/python scripts/bench_quality.py --out merged --merge DIR [DIR ...]
+    .venv/bin/python scripts/bench_quality.py --out DIR --rescore
 
 --merge reads the results.json of several runs of this script (halves of the heads run in two
 processes, or the same fits with other seeds) and writes one table: a fit present in several runs
 counts with the mean of its metrics, and results.json keeps each run's Chamfer. --heads, --rows and
---appearances select what the table shows.
+--appearances select what the table shows. --rescore scores the meshes of the fits in --out again
+with the current evaluation (privsplat.eval.geometry) and rewrites its results.json and table.md.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = default)")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value (YAML values)")
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these runs' results.json into --out (no fits)")
+    ap.add_argument("--rescore", action="store_true", help="score the meshes of --out's fits again (no fits)")
     args = ap.parse_args()
+    if args.rescore:
+        return rescore(args)
     if args.merge:
         args.appearances = args.appearances or list(APPEARANCES)
         return merge(args)
@@ -179,8 +184,47 @@ def run_dir(args, case: str, row: str) -> Path:
     return args.out / "runs" / f"{case}-{args.resolution}-{row.replace(' ', '_').replace('(', '').replace(')', '')}"
 
 
-def fit_row(args, cfg, case: str, row: str, data: Path, prot: Path) -> dict:
+def score(run: Path, data: Path) -> dict:
+    """The face-region metrics of run/mesh.ply against the synth dataset's GT mesh and face mask."""
     from privsplat.eval.geometry import evaluate_mesh
+
+    s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=np.load(data / "gt_face_mask.npy"))
+    return {
+        "chamfer": s["chamfer"],
+        "accuracy": s["accuracy"],
+        "completeness": s["completeness"],
+        "normal_consistency": s["normal_consistency"],
+        "fscore_1pct": next(f["fscore"] for f in s["fscore"] if f["fraction_of_diagonal"] == 0.01),
+        "face_region": s["face_region"],
+    }
+
+
+def rescore(args) -> int:
+    """Score the meshes of the fits in --out again (the evaluation changed, the fits did not)."""
+    from privsplat.io import write_json
+
+    path = args.out / "results.json"
+    if not path.is_file():
+        print(f"error: {path} does not exist (pass a folder this script wrote with --out)", file=sys.stderr)
+        return 2
+    results = json.loads(path.read_text())
+    for key, entry in results.items():
+        case, row = entry["head"], entry["row"]
+        run, data = run_dir(args, case, row), args.out / "data" / f"{case}-{args.resolution}"
+        if not (run / "mesh.ply").is_file() or not (data / "gt_mesh.ply").is_file():
+            print(f"error: {key}: {run / 'mesh.ply'} or {data / 'gt_mesh.ply'} is missing", file=sys.stderr)
+            return 2
+        old = entry["chamfer"]
+        entry.update(score(run, data))
+        print(f"{case:20s} {row:24s} chamfer {old:.4f} -> {entry['chamfer']:.4f}", flush=True)
+    write_json(path, results)
+    cases = list(dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in results.values()))
+    rows = [r for r in ROWS if any(v["row"] == r for v in results.values())]
+    (args.out / "table.md").write_text(table(results, cases, rows, args.resolution))
+    return 0
+
+
+def fit_row(args, cfg, case: str, row: str, data: Path, prot: Path) -> dict:
     from privsplat.pipeline import fit_run
 
     run = run_dir(args, case, row)
@@ -195,17 +239,13 @@ def fit_row(args, cfg, case: str, row: str, data: Path, prot: Path) -> dict:
         preset=args.preset,
         threads=args.threads,
     )
-    s = evaluate_mesh(run / "mesh.ply", data / "gt_mesh.ply", gt_face_mask=np.load(data / "gt_face_mask.npy"))
+    scores = score(run, data)
     seconds = round(time.perf_counter() - t, 1)
-    print(f"{case:20s} {row:24s} chamfer {s['chamfer']:.4f}  ({seconds} s)", flush=True)
+    print(f"{case:20s} {row:24s} chamfer {scores['chamfer']:.4f}  ({seconds} s)", flush=True)
     return {
         "head": case,
         "row": row,
-        "chamfer": s["chamfer"],
-        "accuracy": s["accuracy"],
-        "completeness": s["completeness"],
-        "normal_consistency": s["normal_consistency"],
-        "fscore_1pct": next(f["fscore"] for f in s["fscore"] if f["fraction_of_diagonal"] == 0.01),
+        **scores,
         "seconds": seconds,
         "fit_seconds": {k: v["seconds"] for k, v in m["stages"].items()},
         "surfels": m["surfels"],

@@ -92,6 +92,27 @@ def test_face_crop_ignores_a_far_blob():
     assert by_sphere["region"].startswith("sphere")
 
 
+def test_face_region_scores_the_surface_that_stands_for_the_face_not_its_border():
+    """A prediction right on the face but wrong on the band just below the face mask (an ICT head's
+    neck above its open cut) scores 0 with the default region: the band's closest GT points are not
+    face. The older margin rule scored that band (every predicted sample within 5 % of the diagonal
+    of the face), which is where identity-1 ICT privacy fits lost to full-RGB. A floater just in
+    front of the face still counts."""
+    V, F = uv_sphere()
+    face_mask = V[:, 2] > 0.5
+    band = (V[:, 2] > 0.1) & (V[:, 2] < 0.45)
+    wrong = (V * np.where(band, 1.08, 1.0)[:, None], F)  # bulges 0.08 out, ~0.1 below the face
+    near = evaluate_mesh(wrong, (V, F), gt_face_mask=face_mask, n_samples=N)
+    old = evaluate_mesh(wrong, (V, F), gt_face_mask=face_mask, n_samples=N, face_region="margin")
+    assert near["accuracy"] < 1e-3 < 0.01 < old["accuracy"]
+    assert near["face_region"] == "nearest" and near["region"].startswith("predicted samples nearest")
+    floater = merge((V, F), uv_sphere(0.1, center=(0.0, 0.0, 1.2), n_lat=12, n_lon=24))
+    with_floater = evaluate_mesh(floater, (V, F), gt_face_mask=face_mask, n_samples=N)
+    assert with_floater["accuracy"] > 1e-3
+    with pytest.raises(PrivsplatError, match="face_region"):
+        evaluate_mesh((V, F), (V, F), gt_face_mask=face_mask, n_samples=N, face_region="sphere")
+
+
 def test_icp_recovers_a_small_shift():
     gt = uv_sphere(axes=(1.0, 0.7, 0.5))  # an ellipsoid: no sliding symmetry for the translation
     shift = np.array([0.03, -0.02, 0.01])

@@ -24,6 +24,10 @@ class Eval:
     """ground-truth mesh (PLY or OBJ)"""
     gt_face_mask: Optional[Path] = None
     """.npy with one bool per GT vertex: score only the face region (as written by `privsplat synth`)"""
+    face_region: Literal["nearest", "margin"] = "nearest"
+    """with --gt-face-mask: score the predicted samples whose closest GT point is on the face
+    ('nearest'), or every predicted sample near a GT face sample ('margin', the older rule: it
+    also scores the surface bordering the face, e.g. an ICT head's neck)"""
     face_sphere: Optional[str] = None
     """'x,y,z,r': score only samples inside this sphere (GT units)"""
     align: Literal["none", "icp"] = "none"
@@ -41,6 +45,7 @@ class Eval:
             self.gt,
             gt_face_mask=self.gt_face_mask,
             face_sphere=sphere,
+            face_region=self.face_region,
             align=self.align,
             n_samples=self.n_samples,
             seed=self.seed,

@@ -7,6 +7,14 @@ Face-region scoring (H3DS-like crop): the crop decides which samples are *scored
 each scored sample's distance is still measured to the whole other surface. A perfect
 prediction therefore scores 0 right up to the crop's border, instead of being charged
 for the gap between a cropped GT and a predicted point just outside it.
+
+With a GT face mask (region "nearest", the default) a predicted sample is scored when the
+closest point of the GT surface to it lies on a face triangle and is at most the margin away:
+the predicted surface that stands for the face, floaters near it included. Region "margin"
+(before 2026-11-27) scored every predicted sample within the margin (5 % of the GT diagonal,
+~2.3 cm on an ICT head) of a GT face sample, which also scored the neck below the face mask
+down to the ICT mesh's open cut: that band, not the face, held most of the gap between the
+privacy and full-RGB fits of identity-1 ICT heads (docs/bench_quality/README.md).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ Align = Literal["none", "icp"]
 
 DEFAULT_FSCORE_FRACTIONS = (0.005, 0.01, 0.02)  # of the GT bounding-box diagonal
 FACE_MARGIN_FRACTION = 0.05  # predicted samples kept this close to the GT face region
+FaceRegion = Literal["nearest", "margin"]
 
 
 def load_mesh(src: MeshLike, what: str = "mesh") -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +99,11 @@ def sample_surface(V: np.ndarray, F: np.ndarray, n: int, seed: int = 0) -> tuple
     return points, normals[tri], tri
 
 
-def closest_on_surface(V: np.ndarray, F: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each point to the mesh surface, and the unit normal of the closest triangle.
+def closest_on_surface(
+    V: np.ndarray, F: np.ndarray, points: np.ndarray, triangles: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Distance from each point to the mesh surface, and the unit normal of the closest triangle
+    (and, with `triangles`, that triangle's index).
 
     Point-to-surface, not point-to-sample: distances between two sample sets have a floor of
     about half the sample spacing (0.4 mm for 200k samples on a head), as large as the
@@ -107,6 +119,8 @@ def closest_on_surface(V: np.ndarray, F: np.ndarray, points: np.ndarray) -> tupl
     nearest = closest["points"].numpy().astype(np.float64) + center
     tri = closest["primitive_ids"].numpy().astype(np.int64)
     _, normals = triangle_areas_normals(V, F)
+    if triangles:
+        return np.linalg.norm(points - nearest, axis=1), normals[tri], tri
     return np.linalg.norm(points - nearest, axis=1), normals[tri]
 
 
@@ -145,21 +159,26 @@ def parse_face_sphere(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _face_region_selection(gt_F, gt_tri, pred_points, gt_points, gt_face_mask, face_sphere, margin):
+def _face_region_selection(gt_V, gt_F, gt_tri, pred_points, gt_points, gt_face_mask, face_sphere, margin, region):
     """Boolean selections (pred, gt) of the samples to score, or all-True without a region."""
     keep_pred = np.ones(len(pred_points), bool)
     keep_gt = np.ones(len(gt_points), bool)
     if gt_face_mask is not None:
-        from scipy.spatial import cKDTree
-
-        keep_gt &= gt_face_mask[gt_F[gt_tri]].all(axis=1)
+        face_tri = gt_face_mask[gt_F].all(axis=1)  # a GT triangle is face when its three vertices are
+        keep_gt &= face_tri[gt_tri]
         if not keep_gt.any():
             raise PrivsplatError(
                 "the GT face mask selects no whole triangle; check that the mask "
                 "belongs to this GT mesh (one bool per vertex, True on the face)"
             )
-        dist, _ = cKDTree(gt_points[keep_gt]).query(pred_points, distance_upper_bound=margin)
-        keep_pred &= np.isfinite(dist)
+        if region == "nearest":
+            dist, _, tri = closest_on_surface(gt_V, gt_F, pred_points, triangles=True)
+            keep_pred &= face_tri[tri] & (dist <= margin)
+        else:
+            from scipy.spatial import cKDTree
+
+            dist, _ = cKDTree(gt_points[keep_gt]).query(pred_points, distance_upper_bound=margin)
+            keep_pred &= np.isfinite(dist)
     if face_sphere is not None:
         c, r = np.asarray(face_sphere[:3], np.float64), float(face_sphere[3])
         keep_gt &= np.linalg.norm(gt_points - c, axis=1) <= r
@@ -183,6 +202,7 @@ def evaluate_mesh(
     seed: int = 0,
     fscore_thresholds: Sequence[float] | None = None,
     face_margin: float = FACE_MARGIN_FRACTION,
+    face_region: FaceRegion = "nearest",
 ) -> dict:
     """Geometry metrics of `pred` against `gt`, both meshes in the same units and frame.
 
@@ -190,7 +210,10 @@ def evaluate_mesh(
         the result also gives them in absolute units.
     gt_face_mask: per-GT-vertex bool (or a .npy path); GT samples on triangles whose three
         vertices are in the mask are scored, and predicted samples within
-        face_margin x diagonal of them.
+        face_margin x diagonal of them: region "nearest" (default), predicted samples whose
+        closest GT point is on a face triangle, at most that far; "margin", predicted samples
+        within that distance of a GT face sample (the older rule, which also scores the surface
+        bordering the face region).
     face_sphere: (x, y, z, r); only samples inside this sphere are scored (both surfaces).
     align: "icp" moves pred onto gt (point-to-plane ICP from the identity, on the whole
         surfaces, before any crop) and reports the 4x4 transform.
@@ -198,6 +221,8 @@ def evaluate_mesh(
 
     if align not in ("none", "icp"):
         raise PrivsplatError(f"align must be 'none' or 'icp', not {align!r}")
+    if face_region not in ("nearest", "margin"):
+        raise PrivsplatError(f"face_region must be 'nearest' or 'margin', not {face_region!r}")
     if n_samples < 100:
         raise PrivsplatError(f"n_samples={n_samples} is too few for stable metrics; use at least 100")
     pred_V, pred_F = load_mesh(pred, "predicted mesh")
@@ -216,7 +241,7 @@ def evaluate_mesh(
         pred_normals = pred_normals @ transform[:3, :3].T
 
     keep_pred, keep_gt = _face_region_selection(
-        gt_F, gt_tri, pred_points, gt_points, mask, face_sphere, face_margin * diagonal
+        gt_V, gt_F, gt_tri, pred_points, gt_points, mask, face_sphere, face_margin * diagonal, face_region
     )
     if not keep_pred.any():
         raise PrivsplatError(
@@ -247,7 +272,11 @@ def evaluate_mesh(
         )
     region = "whole surface"
     if mask is not None:
-        region = f"GT face mask + {face_margin:g} x diagonal margin"
+        region = (
+            f"predicted samples nearest to the GT face mask, within {face_margin:g} x diagonal"
+            if face_region == "nearest"
+            else f"GT face mask + {face_margin:g} x diagonal margin"
+        )
     if face_sphere is not None:
         region = (region + " and " if mask is not None else "") + f"sphere {tuple(map(float, face_sphere))}"
     return {
@@ -265,6 +294,7 @@ def evaluate_mesh(
         "n_scored_gt": int(keep_gt.sum()),
         "seed": seed,
         "align": align,
+        "face_region": face_region if mask is not None else None,
         "transform": transform.tolist(),
     }
 
