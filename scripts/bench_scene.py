@@ -130,6 +130,10 @@ def chamfers(car: Path, run: Path) -> dict:
     pred, gt = _read_mesh(run / "mesh.ply"), _read_mesh(car / "gt_mesh.ply")
     whole = evaluate_mesh(pred, gt, n_samples=100_000)
     plate = evaluate_mesh(pred, gt, gt_face_mask=car / "gt_plate_mask.npy", n_samples=100_000)
+    # the older region rule (every predicted sample within 5 % of the diagonal of the plate: mostly car body)
+    near_plate = evaluate_mesh(
+        pred, gt, gt_face_mask=car / "gt_plate_mask.npy", n_samples=100_000, face_region="margin"
+    )
     return {
         "car_chamfer": whole["chamfer"],
         "car_fscore_1pct": whole["fscore"][1]["fscore"],
@@ -137,6 +141,7 @@ def chamfers(car: Path, run: Path) -> dict:
         "plate_accuracy": plate["accuracy"],
         "plate_completeness": plate["completeness"],
         "plate_scored_pred": plate["n_scored_pred"],
+        "plate_margin_chamfer": near_plate["chamfer"],
     }
 
 
@@ -158,14 +163,14 @@ def markdown(result: dict) -> str:
         f"{r['views_with_region']}/{r['views']} views region-protected, "
         f"{100 * r['mean_protected_fraction']:.1f} % of a view on average.",
         "",
-        "| fit | whole-car Chamfer (m) | F@1% | plate-region Chamfer (m) |",
-        "|---|---:|---:|---:|",
+        "| fit | whole-car Chamfer (m) | F@1% | plate-region Chamfer (m) | plate ± 5 % of the diagonal (older rule) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in ("privacy", "full_rgb"):
         if name in g:
             lines.append(
                 f"| {name} | {g[name]['car_chamfer']:.4f} | {g[name]['car_fscore_1pct']:.3f} | "
-                f"{g[name]['plate_chamfer']:.4f} |"
+                f"{g[name]['plate_chamfer']:.4f} | {g[name].get('plate_margin_chamfer', float('nan')):.4f} |"
             )
     if "privacy" in g and "full_rgb" in g:
         lines += [
