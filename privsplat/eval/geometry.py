@@ -159,8 +159,11 @@ def parse_face_sphere(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _face_region_selection(gt_V, gt_F, gt_tri, pred_points, gt_points, gt_face_mask, face_sphere, margin, region):
-    """Boolean selections (pred, gt) of the samples to score, or all-True without a region."""
+def _face_region_selection(
+    gt_F, gt_tri, pred_points, pred_closest, gt_points, gt_face_mask, face_sphere, margin, region
+):
+    """Boolean selections (pred, gt) of the samples to score, or all-True without a region.
+    pred_closest: (distance, GT triangle index) of each predicted sample's closest GT point."""
     keep_pred = np.ones(len(pred_points), bool)
     keep_gt = np.ones(len(gt_points), bool)
     if gt_face_mask is not None:
@@ -172,7 +175,7 @@ def _face_region_selection(gt_V, gt_F, gt_tri, pred_points, gt_points, gt_face_m
                 "belongs to this GT mesh (one bool per vertex, True on the face)"
             )
         if region == "nearest":
-            dist, _, tri = closest_on_surface(gt_V, gt_F, pred_points, triangles=True)
+            dist, tri = pred_closest
             keep_pred &= face_tri[tri] & (dist <= margin)
         else:
             from scipy.spatial import cKDTree
@@ -240,8 +243,9 @@ def evaluate_mesh(
         pred_points = pred_points @ transform[:3, :3].T + transform[:3, 3]
         pred_normals = pred_normals @ transform[:3, :3].T
 
+    d_all, n_all, tri_all = closest_on_surface(gt_V, gt_F, pred_points, triangles=True)  # accuracy side
     keep_pred, keep_gt = _face_region_selection(
-        gt_V, gt_F, gt_tri, pred_points, gt_points, mask, face_sphere, face_margin * diagonal, face_region
+        gt_F, gt_tri, pred_points, (d_all, tri_all), gt_points, mask, face_sphere, face_margin * diagonal, face_region
     )
     if not keep_pred.any():
         raise PrivsplatError(
@@ -250,7 +254,7 @@ def evaluate_mesh(
         )
 
     pred_V_aligned = pred_V @ transform[:3, :3].T + transform[:3, 3]
-    d_pred, n_pred = closest_on_surface(gt_V, gt_F, pred_points[keep_pred])  # accuracy side
+    d_pred, n_pred = d_all[keep_pred], n_all[keep_pred]
     d_gt, n_gt = closest_on_surface(pred_V_aligned, pred_F, gt_points[keep_gt])  # completeness side
     cos_pred = np.abs(np.sum(pred_normals[keep_pred] * n_pred, axis=1))
     cos_gt = np.abs(np.sum(gt_normals[keep_gt] * n_gt, axis=1))
