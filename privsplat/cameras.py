@@ -146,8 +146,12 @@ def view_directions(w2cs: np.ndarray, origin: np.ndarray | None = None) -> np.nd
     return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
 
-def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> list[np.ndarray]:
-    """World-to-camera matrices on a Fibonacci sphere around `center` (no view straight along up)."""
+def orbit_cameras(
+    center: np.ndarray, radius: float, up: np.ndarray, n: int, heights: tuple[float, float] = (-0.85, 0.85)
+) -> list[np.ndarray]:
+    """World-to-camera matrices on a Fibonacci sphere around `center`, in the band of heights
+    (sine of the elevation above the plane normal to up) `heights` (default: no view straight along up)."""
+    lo, hi = heights
     poses = []
     golden = np.pi * (3 - np.sqrt(5))
     y = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
@@ -155,7 +159,7 @@ def orbit_cameras(center: np.ndarray, radius: float, up: np.ndarray, n: int) -> 
     x /= np.linalg.norm(x)
     zz = np.cross(x, y)
     for i in range(n):
-        z = 0.85 - 1.7 * (i + 0.5) / n  # keep away from the poles
+        z = hi - (hi - lo) * (i + 0.5) / n
         r = np.sqrt(1 - z * z)
         eye = center + radius * (r * np.cos(golden * i) * x + z * y + r * np.sin(golden * i) * zz)
         poses.append(look_at(eye, center, up))

@@ -37,3 +37,23 @@ def test_scaled_cameras_keep_rays():
         return (c.Ks[0] @ x)[:2] / x[2]
 
     torch.testing.assert_close(project(half), 0.5 * project(cams))
+
+
+def test_orbit_cameras_stay_in_the_band_of_heights_asked_for():
+    """TSDF fusion's orbit stays within the training cameras' elevations (mesh.tsdf.orbit_heights):
+    views from where no camera looked fused unsupervised surfels (a fin in front of a face)."""
+    from privsplat.cameras import camera_centers, orbit_cameras
+
+    center, up = np.array([0.1, -0.2, 0.3]), np.array([0.0, 1.0, 0.0])
+    for heights in [(-0.85, 0.85), (-0.26, 0.57)]:
+        w2cs = np.stack(orbit_cameras(center, 4.0, up, 144, heights))
+        d = camera_centers(w2cs) - center
+        sines = d @ up / np.linalg.norm(d, axis=1)
+        assert np.allclose(np.linalg.norm(d, axis=1), 4.0)
+        assert (
+            heights[0] - 1e-9 <= sines.min() < heights[0] + 0.02
+            and heights[1] - 0.02 < sines.max() <= heights[1] + 1e-9
+        )
+        # every view looks at the centre
+        fwd = w2cs[:, 2, :3]  # the camera's +z axis in world coordinates (OpenCV)
+        assert np.allclose(np.einsum("ij,ij->i", fwd, -d / 4.0), 1.0, atol=1e-6)

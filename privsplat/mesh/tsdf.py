@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cameras import Cameras, camera_distances, in_common_view, orbit_cameras, world_up
+from ..cameras import Cameras, camera_centers, camera_distances, in_common_view, orbit_cameras, world_up
 from ..data.dataset import Dataset
 from ..errors import PrivsplatError
 
@@ -78,9 +78,20 @@ def fusion_cameras(model, dataset: Dataset, resolution: int, n_orbit: int) -> li
         f0 = dataset.frames[0]
         K = f0.K * (resolution / max(f0.width, f0.height))
         K[2, 2] = 1.0
-        for w2c in orbit_cameras(center, float(np.median(dists)), world_up(dataset.w2cs()), n_orbit):
+        up = world_up(dataset.w2cs())
+        for w2c in orbit_cameras(center, float(np.median(dists)), up, n_orbit, orbit_heights(dataset, center, up)):
             cams.append(Cameras.from_numpy(K, w2c, cams[0].width, cams[0].height, device=device))
     return cams
+
+
+def orbit_heights(dataset: Dataset, center: np.ndarray, up: np.ndarray) -> tuple[float, float]:
+    """The band of elevations (as sines, about `up`) the training cameras span, within ±0.85. Orbit
+    views above or below every training camera look at surfels no loss ever saw (under the chin, into
+    an open neck) and fused what they found there: with 144 orbit views over ±58°, a full-RGB
+    Nefertiti fit (cameras at −15° to 35°) grew a fin in front of the face, face Chamfer 1.25 → 2.89."""
+    dirs = camera_centers(dataset.w2cs()) - center
+    sines = (dirs @ (up / np.linalg.norm(up))) / np.maximum(np.linalg.norm(dirs, axis=1), 1e-12)
+    return float(max(-0.85, sines.min())), float(min(0.85, sines.max()))
 
 
 def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int, voxel: float = 0.0) -> MeshParams:
