@@ -145,25 +145,16 @@ def merge(args) -> int:
     """One table from several runs' results: each fit's metrics averaged over the runs that have it."""
     from privsplat.io import write_json
 
-    runs = []
-    for d in args.merge:
-        path = d / "results.json"
-        if not path.is_file():
-            print(f"error: {path} does not exist (pass folders this script wrote with --out)", file=sys.stderr)
-            return 2
-        runs.append(json.loads(path.read_text()))
+    runs = [read_results(d) for d in args.merge]
+    if any(r is None for r in runs):
+        return 2
     merged: dict = {}
     for key in dict.fromkeys(k for r in runs for k in r):
         entries = [r[key] for r in runs if key in r]
         merged[key] = {**entries[0], **{m: float(np.mean([e[m] for e in entries])) for m in METRICS}}
         merged[key]["runs"] = len(entries)
         merged[key]["chamfer_runs"] = [e["chamfer"] for e in entries]
-    cases = [
-        (h, a)
-        for h, a in dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in merged.values())
-        if h in args.heads and a in args.appearances
-    ]
-    rows = [r for r in args.rows if any(v["row"] == r for v in merged.values())]
+    cases, rows = cases_and_rows(merged, args.heads, args.appearances, args.rows)
     spread = [max(v["chamfer_runs"]) / min(v["chamfer_runs"]) for v in merged.values() if v["runs"] > 1]
     md = table(merged, cases, rows, args.resolution)
     if spread:
@@ -178,6 +169,25 @@ def merge(args) -> int:
     (args.out / "table.md").write_text(md)
     print(md)
     return 0
+
+
+def read_results(folder: Path) -> dict | None:
+    """folder/results.json as written by this script, or None (said on stderr) when it is missing."""
+    path = folder / "results.json"
+    if not path.is_file():
+        print(f"error: {path} does not exist (pass folders this script wrote with --out)", file=sys.stderr)
+        return None
+    return json.loads(path.read_text())
+
+
+def cases_and_rows(results: dict, heads, appearances, rows) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (head, appearance) cases and the rows of `results` that the table shows, in their order."""
+    cases = [
+        (h, a)
+        for h, a in dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in results.values())
+        if h in heads and a in appearances
+    ]
+    return cases, [r for r in rows if any(v["row"] == r for v in results.values())]
 
 
 def run_dir(args, case: str, row: str) -> Path:
@@ -200,26 +210,28 @@ def score(run: Path, data: Path) -> dict:
 
 
 def rescore(args) -> int:
-    """Score the meshes of the fits in --out again (the evaluation changed, the fits did not)."""
+    """Score the meshes of the fits in --out again (the evaluation changed, the fits did not). Each
+    entry keeps the scores it replaces under "previous_scores"."""
     from privsplat.io import write_json
 
-    path = args.out / "results.json"
-    if not path.is_file():
-        print(f"error: {path} does not exist (pass a folder this script wrote with --out)", file=sys.stderr)
+    results = read_results(args.out)
+    if results is None:
         return 2
-    results = json.loads(path.read_text())
     for key, entry in results.items():
         case, row = entry["head"], entry["row"]
         run, data = run_dir(args, case, row), args.out / "data" / f"{case}-{args.resolution}"
         if not (run / "mesh.ply").is_file() or not (data / "gt_mesh.ply").is_file():
             print(f"error: {key}: {run / 'mesh.ply'} or {data / 'gt_mesh.ply'} is missing", file=sys.stderr)
             return 2
-        old = entry["chamfer"]
-        entry.update(score(run, data))
-        print(f"{case:20s} {row:24s} chamfer {old:.4f} -> {entry['chamfer']:.4f}", flush=True)
-    write_json(path, results)
-    cases = list(dict.fromkeys(tuple(v["head"].rsplit("-", 1)) for v in results.values()))
-    rows = [r for r in ROWS if any(v["row"] == r for v in results.values())]
+        new = score(run, data)
+        entry["previous_scores"] = {k: entry[k] for k in new if k in entry}
+        entry.update(new)
+        print(
+            f"{case:20s} {row:24s} chamfer {entry['previous_scores']['chamfer']:.4f} -> {new['chamfer']:.4f}",
+            flush=True,
+        )
+    write_json(args.out / "results.json", results)
+    cases, rows = cases_and_rows(results, HEADS, APPEARANCES, ROWS)
     (args.out / "table.md").write_text(table(results, cases, rows, args.resolution))
     return 0
 

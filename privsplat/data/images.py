@@ -56,19 +56,24 @@ def to_unit_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / scale
 
 
-def read_in_frame(path: Path, frame: Frame, what: str) -> np.ndarray:
+def read_in_frame(path: Path, frame: Frame, what: str, cubic: bool = False) -> np.ndarray:
     """A stored image of `frame` (its RGB, mask, or any per-view image drawn on the original, such as a
-    region mask) mapped to the frame's pinhole camera: undistorted, then area-downsampled; dtype kept."""
+    region mask) mapped to the frame's pinhole camera: undistorted, then area-downsampled; dtype kept.
+    cubic: undistort bicubically (silhouette masks; see undistort.to_pinhole)."""
+    return in_frame(read_image(path), path, frame, what, cubic)
+
+
+def in_frame(img: np.ndarray, path: Path, frame: Frame, what: str, cubic: bool = False) -> np.ndarray:
+    """read_in_frame of an image already read from `path`."""
     from .undistort import to_pinhole
 
-    img = read_image(path)
     w, h = (frame.source.width, frame.source.height) if frame.source is not None else (frame.width, frame.height)
     if img.shape[:2] != (h, w):
         raise PrivsplatError(
             f"{what} {path} is {img.shape[1]}x{img.shape[0]} but frame {frame.name!r} "
             f"has a {w}x{h} camera; fix the image or the camera intrinsics (w, h)"
         )
-    return to_pinhole(img, frame, cubic=what in ("mask", "image alpha"))
+    return to_pinhole(img, frame, cubic=cubic)
 
 
 def load_rgb(frame: Frame) -> np.ndarray:
@@ -87,15 +92,16 @@ def load_rgb(frame: Frame) -> np.ndarray:
 def load_mask(frame: Frame) -> np.ndarray | None:
     """float32 [H,W] in 0..1 (foreground 1), from mask_path or an RGB frame's alpha; else None."""
     if frame.mask_path is not None:
-        m = to_unit_float(read_in_frame(frame.mask_path, frame, "mask"))
+        m = to_unit_float(read_in_frame(frame.mask_path, frame, "mask", cubic=True))
         if m.ndim == 3:  # RGBA mask: alpha if present, else the brightest channel
             m = m[:, :, 3] if m.shape[2] == 4 else m.max(axis=2)
         return m
     if frame.kind == "rgb" and frame.image_path.suffix.lower() == ".png":
         img = read_image(frame.image_path)
-        if img.ndim == 3 and img.shape[2] == 4:
-            alpha = read_in_frame(frame.image_path, frame, "image alpha")[:, :, 3]  # RGB bilinear, alpha bicubic
-            return to_unit_float(alpha)
+        if img.ndim == 3 and img.shape[2] == 4:  # the alpha alone, bicubically (load_rgb: bilinear)
+            return to_unit_float(
+                in_frame(np.ascontiguousarray(img[:, :, 3]), frame.image_path, frame, "image", cubic=True)
+            )
     return None
 
 

@@ -99,11 +99,9 @@ def sample_surface(V: np.ndarray, F: np.ndarray, n: int, seed: int = 0) -> tuple
     return points, normals[tri], tri
 
 
-def closest_on_surface(
-    V: np.ndarray, F: np.ndarray, points: np.ndarray, triangles: bool = False
-) -> tuple[np.ndarray, ...]:
-    """Distance from each point to the mesh surface, and the unit normal of the closest triangle
-    (and, with `triangles`, that triangle's index).
+def closest_on_surface(V: np.ndarray, F: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance from each point to the mesh surface, the unit normal of the closest triangle and
+    that triangle's index.
 
     Point-to-surface, not point-to-sample: distances between two sample sets have a floor of
     about half the sample spacing (0.4 mm for 200k samples on a head), as large as the
@@ -119,9 +117,7 @@ def closest_on_surface(
     nearest = closest["points"].numpy().astype(np.float64) + center
     tri = closest["primitive_ids"].numpy().astype(np.int64)
     _, normals = triangle_areas_normals(V, F)
-    if triangles:
-        return np.linalg.norm(points - nearest, axis=1), normals[tri], tri
-    return np.linalg.norm(points - nearest, axis=1), normals[tri]
+    return np.linalg.norm(points - nearest, axis=1), normals[tri], tri
 
 
 def icp_align(
@@ -243,7 +239,7 @@ def evaluate_mesh(
         pred_points = pred_points @ transform[:3, :3].T + transform[:3, 3]
         pred_normals = pred_normals @ transform[:3, :3].T
 
-    d_all, n_all, tri_all = closest_on_surface(gt_V, gt_F, pred_points, triangles=True)  # accuracy side
+    d_all, n_all, tri_all = closest_on_surface(gt_V, gt_F, pred_points)  # accuracy side
     keep_pred, keep_gt = _face_region_selection(
         gt_F, gt_tri, pred_points, (d_all, tri_all), gt_points, mask, face_sphere, face_margin * diagonal, face_region
     )
@@ -255,7 +251,7 @@ def evaluate_mesh(
 
     pred_V_aligned = pred_V @ transform[:3, :3].T + transform[:3, 3]
     d_pred, n_pred = d_all[keep_pred], n_all[keep_pred]
-    d_gt, n_gt = closest_on_surface(pred_V_aligned, pred_F, gt_points[keep_gt])  # completeness side
+    d_gt, n_gt, _ = closest_on_surface(pred_V_aligned, pred_F, gt_points[keep_gt])  # completeness side
     cos_pred = np.abs(np.sum(pred_normals[keep_pred] * n_pred, axis=1))
     cos_gt = np.abs(np.sum(gt_normals[keep_gt] * n_gt, axis=1))
 

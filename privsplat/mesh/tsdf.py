@@ -91,7 +91,7 @@ def orbit_heights(dataset: Dataset, center: np.ndarray, up: np.ndarray) -> tuple
     Nefertiti fit (cameras at −15° to 35°) grew a fin in front of the face, face Chamfer 1.25 → 2.89."""
     dirs = camera_centers(dataset.w2cs()) - center
     sines = (dirs @ (up / np.linalg.norm(up))) / np.maximum(np.linalg.norm(dirs, axis=1), 1e-12)
-    return float(max(-0.85, sines.min())), float(min(0.85, sines.max()))
+    return float(np.clip(sines.min(), -0.85, 0.85)), float(np.clip(sines.max(), -0.85, 0.85))
 
 
 def auto_params(dataset: Dataset, resolution: int, n_views: int, clusters: int, voxel: float = 0.0) -> MeshParams:
