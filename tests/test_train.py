@@ -255,6 +255,45 @@ def test_sigma_of_a_supersampled_render_is_taken_at_the_frames_size(tmp_path):
     assert view.magnitude.shape == (24, 24) and view.camera.width == 48
 
 
+def test_stage2_settle_steps_hold_the_final_centre_rate_and_do_not_densify(tiny_protected, tmp_path):
+    """stage2_settle_iters appends steps to stage 2 after its schedule: the decay and the densification
+    window keep the length they have without them, and the appended steps run at the final rate."""
+    from privsplat.data.load import load_dataset
+    from privsplat.run import RunFolder
+    from privsplat.train.stages import plan_stages
+    from privsplat.train.trainer import Trainer
+
+    _, prot = tiny_protected
+    ds = load_dataset(prot)
+    cfg = TINY.replace(
+        n_init=300, stage1_iters=20, stage2_iters=40, stage2_settle_iters=30, densify_every=10, checkpoint_every=0
+    )
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(ds, cfg, RunFolder(tmp_path / "run"), torch.device("cpu"), progress=False)
+    seen = []
+    real_step = trainer._train_step
+
+    def step(frac):
+        out = real_step(frac)
+        seen.append((trainer.stage, trainer.step, trainer.optimizers["means"].param_groups[0]["lr"], trainer.model.n))
+        return out
+
+    trainer._train_step = step
+    trainer.fit()
+    s2 = [x for x in seen if x[0] == "stage2"]
+    assert len(s2) == 70 and trainer.metrics["stages"]["stage2"]["iterations"] == 70
+    final = cfg.lr_means_final * cfg.stage2_lr_factor
+    lrs = [lr for _, k, lr, _ in s2]
+    assert all(lr > final * (1 + 1e-6) for lr in lrs[:39]), "the decay must span the 40 scheduled steps"
+    np.testing.assert_allclose(lrs[40:], final, rtol=1e-6)
+    assert len({n for _, k, _, n in s2 if k >= int(cfg.densify_stop * 40)}) == 1, "no densification after the window"
+    # a stage-1-only fit gets no settle steps; bad values are refused
+    stages = plan_stages(cfg.replace(stage2_iters=0), 10, 10, False)
+    assert [st.iters for st in stages] == [20, 0]
+    with pytest.raises(PrivsplatError, match="stage2-settle-iters"):
+        TINY.replace(stage2_settle_iters=-1)
+
+
 def test_max_scale_px_caps_every_surfel_at_that_many_pixels(tmp_path):
     """max_scale_px: after a fit no surfel's sigma exceeds the cap (pixels of the frames' cameras at
     the median camera distance), while the uncapped fit of the same data has larger ones."""

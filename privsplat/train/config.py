@@ -49,6 +49,11 @@ class ModelConfig:
 class ScheduleConfig:
     stage1_iters: int = 1500
     stage2_iters: int = 800
+    stage2_settle_iters: int = 0
+    """Iterations appended to stage 2 after its schedule: the centres at their final learning rate,
+    no densification (stage 2 of stage2_iters + these). Its surfels are still moving when the
+    decay ends; a longer stage 2 that also grows and decays longer trades heads against each other
+    (README, Table 1 notes). 0 = none."""
     views_per_step: int = 1
     render_scale: float = 0.0
     """Render resolution relative to the camera resolution; renders are area-downsampled to the
@@ -264,6 +269,7 @@ class FitConfig:
         for name in (
             "stage1_iters",
             "stage2_iters",
+            "stage2_settle_iters",
             "checkpoint_every",
             "sh_degree",
             "mesh_orbit_views",

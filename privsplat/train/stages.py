@@ -43,6 +43,14 @@ class StageSpec:
     """Screen-space low-pass of this stage (None: the model's own, cfg.lowpass)."""
     shading: str = "surfel"
     """How the shaded colour model shades in this stage: by surfel normals or by depth normals."""
+    settle: int = 0
+    """The last `settle` of `iters` run after the schedule: the centres' learning rate held at its
+    final value and no densification (the schedule spans iters - settle)."""
+
+    @property
+    def schedule_iters(self) -> int:
+        """Steps the learning-rate decay and the densification window are fractions of."""
+        return max(self.iters - self.settle, 1)
 
 
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
@@ -54,7 +62,7 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         return [StageSpec("mixed", total, "all", True, False, True, True, 1.0, False, False, cfg.densify, False)]
     stage2 = StageSpec(
         "stage2",
-        cfg.stage2_iters,
+        cfg.stage2_iters + (cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0),
         "all" if cfg.stage2_rgb else "protected",
         rgb_loss=True,
         rgb_on_neutral_only=False,
@@ -67,6 +75,7 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         colour_reg=True,
         lowpass=None if cfg.stage2_lowpass == "same" else cfg.stage2_lowpass,
         shading=cfg.stage2_shading,
+        settle=cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0,
     )
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]

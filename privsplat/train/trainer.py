@@ -322,7 +322,7 @@ class Trainer:
         # The irradiance is fitted on the neutral views (stage 1) and then held fixed.
         self.light_opt = torch.optim.Adam([self.model.light], lr=0.0 if spec.freeze_light else cfg.lr_light)
         self.means_lr0 = lrs["means"]
-        n_steps = spec.iters
+        n_steps = spec.schedule_iters
         self.strategy = None
         if spec.densify:
             self.strategy = DefaultStrategy(
@@ -463,11 +463,11 @@ class Trainer:
                 "lower the learning rates (e.g. --lr-means) or check the cameras"
             )
         total["loss"] = loss_sum
-        # means learning rate decays exponentially to lr_means_final over the stage
-        n_steps = self.spec.iters
+        # means learning rate decays exponentially to lr_means_final over the stage's schedule
+        # (and stays there through its settle steps)
         ratio = self.cfg.lr_means_final / self.cfg.lr_means if self.cfg.lr_means > 0 else 1.0
         for g in self.optimizers["means"].param_groups:
-            g["lr"] = self.means_lr0 * ratio ** (self.step / max(n_steps, 1))
+            g["lr"] = self.means_lr0 * ratio ** min(self.step / self.spec.schedule_iters, 1.0)
         for opt in [*self.optimizers.values(), self.light_opt]:
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -597,8 +597,13 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Continue from the run's checkpoint; refuse one written for another config or dataset."""
         state = self.run.load_checkpoint(self.device)
-        if state.get("config") != self.cfg.to_dict():
-            saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+        saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+        if saved:  # a key added since the checkpoint was written counts at its default
+            try:
+                saved = FitConfig.from_dict(saved, where="the checkpoint's config").to_dict()
+            except PrivsplatError:
+                pass
+        if saved != self.cfg.to_dict():
             diff = sorted(k for k in set(saved) | set(self.cfg.to_dict()) if saved.get(k) != self.cfg.to_dict().get(k))
             raise PrivsplatError(
                 f"--resume: the checkpoint in {self.run.path} was written with another "
