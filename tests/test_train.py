@@ -257,7 +257,8 @@ def test_sigma_of_a_supersampled_render_is_taken_at_the_frames_size(tmp_path):
 
 def test_stage2_settle_steps_hold_the_final_centre_rate_and_do_not_densify(tiny_protected, tmp_path):
     """stage2_settle_iters appends steps to stage 2 after its schedule: the decay and the densification
-    window keep the length they have without them, and the appended steps run at the final rate."""
+    window keep the length they have without them, and the appended steps run at the final rate.
+    The full-RGB baseline gets them too (the same number of steps as the privacy fit)."""
     from privsplat.data.load import load_dataset
     from privsplat.run import RunFolder
     from privsplat.train.stages import plan_stages
@@ -287,9 +288,10 @@ def test_stage2_settle_steps_hold_the_final_centre_rate_and_do_not_densify(tiny_
     assert all(lr > final * (1 + 1e-6) for lr in lrs[:39]), "the decay must span the 40 scheduled steps"
     np.testing.assert_allclose(lrs[40:], final, rtol=1e-6)
     assert len({n for _, k, _, n in s2 if k >= int(cfg.densify_stop * 40)}) == 1, "no densification after the window"
-    # a stage-1-only fit gets no settle steps; bad values are refused
-    stages = plan_stages(cfg.replace(stage2_iters=0), 10, 10, False)
-    assert [st.iters for st in stages] == [20, 0]
+    # the full-RGB baseline gets the same budget, settle steps included; a stage-1-only fit gets none;
+    # bad values are refused
+    assert [(st.iters, st.settle) for st in plan_stages(cfg, 10, 0, False)] == [(90, 30)]
+    assert [st.iters for st in plan_stages(cfg.replace(stage2_iters=0), 10, 10, False)] == [20, 0]
     with pytest.raises(PrivsplatError, match="stage2-settle-iters"):
         TINY.replace(stage2_settle_iters=-1)
 

@@ -53,7 +53,8 @@ class ScheduleConfig:
     """Iterations appended to stage 2 after its schedule: the centres at their final learning rate,
     no densification (stage 2 of stage2_iters + these). Its surfels are still moving when the
     decay ends; a longer stage 2 that also grows and decays longer trades heads against each other
-    (README, Table 1 notes). 0 = none."""
+    (README, Table 1 notes). A fit without protected views (the full-RGB baseline) gets them too,
+    after its stage1_iters + stage2_iters. 0 = none."""
     views_per_step: int = 1
     render_scale: float = 0.0
     """Render resolution relative to the camera resolution; renders are area-downsampled to the

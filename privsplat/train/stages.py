@@ -56,13 +56,46 @@ class StageSpec:
 def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool) -> list[StageSpec]:
     """n_rgb: views carrying RGB (neutral, or region-protected with RGB outside the region)."""
     total = cfg.stage1_iters + cfg.stage2_iters
-    if n_protected == 0:  # the full-RGB baseline: same budget, all views RGB
-        return [StageSpec("rgb", total, "rgb", True, True, False, True, 1.0, False, False, cfg.densify, False)]
+    settle = cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0
+    if n_protected == 0:  # the full-RGB baseline: the same budget (settle steps included), all views RGB
+        return [
+            StageSpec(
+                "rgb",
+                total + settle,
+                "rgb",
+                True,
+                True,
+                False,
+                True,
+                1.0,
+                False,
+                False,
+                cfg.densify,
+                False,
+                settle=settle,
+            )
+        ]
     if cfg.single_stage:
-        return [StageSpec("mixed", total, "all", True, False, True, True, 1.0, False, False, cfg.densify, False)]
+        return [
+            StageSpec(
+                "mixed",
+                total + settle,
+                "all",
+                True,
+                False,
+                True,
+                True,
+                1.0,
+                False,
+                False,
+                cfg.densify,
+                False,
+                settle=settle,
+            )
+        ]
     stage2 = StageSpec(
         "stage2",
-        cfg.stage2_iters + (cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0),
+        cfg.stage2_iters + settle,
         "all" if cfg.stage2_rgb else "protected",
         rgb_loss=True,
         rgb_on_neutral_only=False,
@@ -75,7 +108,7 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         colour_reg=True,
         lowpass=None if cfg.stage2_lowpass == "same" else cfg.stage2_lowpass,
         shading=cfg.stage2_shading,
-        settle=cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0,
+        settle=settle,
     )
     if cfg.stage2_only or use_template or n_rgb == 0:
         return [stage2]
