@@ -182,7 +182,10 @@ def _fit_locked(
         len(trainer.rgb_views),
         len(trainer.protected_views),
         trainer.init_how,
-        ", ".join(f"{s.name} ({s.iters} it)" for s in trainer.stages),
+        ", ".join(
+            f"{s.name} ({s.iters - s.settle} + {s.settle} settle it)" if s.settle else f"{s.name} ({s.iters} it)"
+            for s in trainer.stages
+        ),
         dev,
     )
     if trainer.render_scales != [1.0]:

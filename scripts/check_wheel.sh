@@ -24,6 +24,6 @@ P="$WORK/venv/bin/privsplat"
 "$P" synth --out "$WORK/head" --views 12 --resolution 32
 "$P" protect --data "$WORK/head" --out "$WORK/prot" --sensitive all --resolution 32 > /dev/null
 "$P" fit --data "$WORK/prot" --out "$WORK/run" --preset head64 --n-init 300 --stage1-iters 0 \
-  --stage2-iters 30 --template always --mesh-orbit-views 4 --threads 1 --no-progress
+  --stage2-iters 30 --stage2-settle-iters 0 --template always --mesh-orbit-views 4 --threads 1 --no-progress
 test -s "$WORK/run/mesh.ply" && test -s "$WORK/run/metrics.json"
 echo "wheel check passed: installed outside the checkout, synth + protect + fit ran from $WORK"
