@@ -45,7 +45,8 @@ class StageSpec:
     """How the shaded colour model shades in this stage: by surfel normals or by depth normals."""
     settle: int = 0
     """The last `settle` of `iters` run after the schedule: the centres' learning rate held at its
-    final value and no densification (the schedule spans iters - settle)."""
+    final value and no densification (the decay and the densification window span iters - settle;
+    the warm-ups of normal_start / dist_start stay fractions of all iters, settle steps included)."""
 
     @property
     def schedule_iters(self) -> int:
