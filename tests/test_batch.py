@@ -17,6 +17,7 @@ TINY = {
     "n_init": 400,
     "stage1_iters": 40,
     "stage2_iters": 20,
+    "stage2_settle_iters": 0,
     "checkpoint_every": 20,
     "mesh_orbit_views": 4,
     "mesh_resolution": 64,

@@ -52,6 +52,18 @@ def test_sampler_is_uniform_by_area_and_deterministic():
     assert np.allclose(np.abs(n1[:, 2]), 1.0)
 
 
+def test_a_mesh_whose_areas_overflow_is_refused_not_sampled_as_nan():
+    """Finite coordinates so large that triangle areas overflow (a corrupt PLY's flipped exponent byte,
+    found by the PLY fuzz) get a clear error, not numpy's "probabilities contain NaN"."""
+    square = unit_square()
+    for big in (1e200, 1e155):
+        V = square[0] * big
+        with pytest.raises(PrivsplatError, match="too large"):
+            sample_surface(V, square[1], 100)
+        with pytest.raises(PrivsplatError, match="too large"):
+            evaluate_mesh((V, square[1]), square, n_samples=100)
+
+
 def test_identical_meshes_score_zero():
     mesh = uv_sphere()
     m = evaluate_mesh(mesh, mesh, n_samples=N)

@@ -76,16 +76,24 @@ def load_mesh(src: MeshLike, what: str = "mesh") -> tuple[np.ndarray, np.ndarray
 
 
 def triangle_areas_normals(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cross = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
-    length = np.linalg.norm(cross, axis=1)
-    normals = cross / np.maximum(length, 1e-30)[:, None]
+    """(areas [F], unit normals [F,3]); non-finite where coordinates are so large that they overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cross = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
+        length = np.linalg.norm(cross, axis=1)
+        normals = cross / np.maximum(length, 1e-30)[:, None]
     return 0.5 * length, normals
 
 
 def sample_surface(V: np.ndarray, F: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n points uniform by area: (points [n,3], unit face normals [n,3], triangle index [n])."""
     areas, normals = triangle_areas_normals(V, F)
-    total = areas.sum()
+    with np.errstate(over="ignore"):
+        total = areas.sum()
+    if not np.isfinite(total):
+        raise PrivsplatError(
+            "mesh coordinates are too large for its triangle areas to be computed (they overflow); "
+            "the file is corrupt or in absurd units: re-export it"
+        )
     if not total > 0:
         raise PrivsplatError("mesh has zero surface area (all triangles degenerate); nothing to sample")
     rng = np.random.default_rng(seed)
