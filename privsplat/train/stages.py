@@ -58,42 +58,19 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
     """n_rgb: views carrying RGB (neutral, or region-protected with RGB outside the region)."""
     total = cfg.stage1_iters + cfg.stage2_iters
     settle = cfg.stage2_settle_iters if cfg.stage2_iters > 0 else 0
+
+    def rgb_stage(name: str, iters: int, views: ViewPool, neutral_only: bool, grad: bool, **extra) -> StageSpec:
+        """A stage fitted on RGB (grad: on the magnitudes too), light and colour free, no colour regulariser."""
+        return StageSpec(
+            name, iters, views, rgb_loss=True, rgb_on_neutral_only=neutral_only, grad_loss=grad,
+            geometry_warmup=True, lr_factor=1.0, freeze_light=False, freeze_colour=False,
+            densify=cfg.densify, colour_reg=False, **extra,
+        )  # fmt: skip
+
     if n_protected == 0:  # the full-RGB baseline: the same budget (settle steps included), all views RGB
-        return [
-            StageSpec(
-                "rgb",
-                total + settle,
-                "rgb",
-                True,
-                True,
-                False,
-                True,
-                1.0,
-                False,
-                False,
-                cfg.densify,
-                False,
-                settle=settle,
-            )
-        ]
+        return [rgb_stage("rgb", total + settle, "rgb", True, False, settle=settle)]
     if cfg.single_stage:
-        return [
-            StageSpec(
-                "mixed",
-                total + settle,
-                "all",
-                True,
-                False,
-                True,
-                True,
-                1.0,
-                False,
-                False,
-                cfg.densify,
-                False,
-                settle=settle,
-            )
-        ]
+        return [rgb_stage("mixed", total + settle, "all", False, True, settle=settle)]
     stage2 = StageSpec(
         "stage2",
         cfg.stage2_iters + settle,
@@ -115,19 +92,5 @@ def plan_stages(cfg: FitConfig, n_rgb: int, n_protected: int, use_template: bool
         return [stage2]
     # Stage 1 uses every view that carries RGB: neutral views, and region-protected views outside their
     # region (the photometric loss is masked to the valid pixels there).
-    stage1 = StageSpec(
-        "stage1",
-        cfg.stage1_iters,
-        "rgb",
-        True,
-        False,
-        False,
-        True,
-        1.0,
-        False,
-        False,
-        cfg.densify,
-        False,
-        mask_share=cfg.stage1_mask_share,
-    )
+    stage1 = rgb_stage("stage1", cfg.stage1_iters, "rgb", False, False, mask_share=cfg.stage1_mask_share)
     return [stage1, stage2]
