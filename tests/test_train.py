@@ -296,6 +296,44 @@ def test_stage2_settle_steps_hold_the_final_centre_rate_and_do_not_densify(tiny_
         TINY.replace(stage2_settle_iters=-1)
 
 
+def test_normal_smoothness_is_sign_free_and_penalises_bent_neighbours():
+    """1 - (n_i . n_j)^2 over neighbours: zero for a flat sheet whatever each normal's sign, positive
+    (and differentiable) once a neighbour tilts."""
+    from privsplat.train.losses import normal_smoothness
+
+    nb = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    flat = torch.tensor([[0.0, 0, 1], [0, 0, -1], [0, 0, 1]])
+    assert normal_smoothness(flat, nb).item() == pytest.approx(0.0, abs=1e-7)
+    bent = flat.clone().requires_grad_(True)
+    with torch.no_grad():
+        bent[1] = torch.tensor([np.sin(0.3), 0.0, -np.cos(0.3)])
+    loss = normal_smoothness(bent, nb)
+    assert loss.item() == pytest.approx(4 * np.sin(0.3) ** 2 / 6, rel=1e-5)
+    loss.backward()
+    assert bent.grad[1].abs().sum() > 0
+
+
+def test_normal_smoothness_applies_in_stage_2_only(tiny_protected, tmp_path):
+    """normal_smooth_weight adds the term to stage 2's loss (logged as "nsmooth"), never to stage 1,
+    and a weight of 0 (the default) leaves it out."""
+    from privsplat.pipeline import fit_run
+
+    _, prot = tiny_protected
+    cfg = TINY.replace(n_init=300, stage1_iters=20, stage2_iters=20, checkpoint_every=0, normal_smooth_weight=0.05)
+    for weight in (0.05, 0.0):
+        run = tmp_path / f"run{weight}"
+        fit_run(prot, run, cfg.replace(normal_smooth_weight=weight), device="cpu", progress=False, mesh=False, report=False)
+        lines = [json.loads(x) for x in (run / "losses.jsonl").read_text().splitlines()]
+        stage2 = [x for x in lines if x["stage"] == "stage2"]
+        assert stage2 and not any("nsmooth" in x for x in lines if x["stage"] == "stage1")
+        if weight:
+            assert all(0 < x["nsmooth"] < weight for x in stage2)
+        else:
+            assert not any("nsmooth" in x for x in stage2)
+    with pytest.raises(PrivsplatError, match="normal-smooth-weight"):
+        TINY.replace(normal_smooth_weight=-1)
+
+
 def test_max_scale_px_caps_every_surfel_at_that_many_pixels(tmp_path):
     """max_scale_px: after a fit no surfel's sigma exceeds the cap (pixels of the frames' cameras at
     the median camera distance), while the uncapped fit of the same data has larger ones."""

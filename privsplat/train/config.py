@@ -100,6 +100,10 @@ class LossConfig:
     mask_weight: float = 0.1
     grad_weight: float = 1.0
     """lambda_4 of the paper: the gradient-magnitude loss of stage 2 (eq. 5)."""
+    normal_smooth_weight: float = 0.0
+    """Stage 2: mean over each surfel's 8 nearest neighbours of 1 - (n_i . n_j)^2 (sign-free), a
+    smoothness prior on the surface where only the magnitudes |g| constrain it (shape from shading's
+    classic regulariser; |g| carries no sign, so it alone leaves creases and ripples cheap)."""
     grad_levels: int = 1
     """Pyramid levels of the gradient-magnitude loss: 1 = eq. 5 at the protected images' size; each
     further level adds the same L1 on the next level of a Gaussian pyramid of both magnitudes
@@ -110,10 +114,11 @@ class LossConfig:
     smooth = penalise albedo differences between neighbouring surfels; freeze = no colour
     updates; drift = penalise change from stage 1; none."""
     colour_reg_weight: float = 1.0
-    stage2_shading: Literal["surfel", "depth"] = "surfel"
+    stage2_shading: Literal["surfel", "depth", "normal"] = "surfel"
     """Stage 2 shading (shaded colour model): surfel = each surfel by its own normal, so the gradient
     loss can be met by tilting surfels without moving the surface; depth = each pixel by the normal
-    of the rendered depth, so shading changes only when the surface moves."""
+    of the rendered depth, so shading changes only when the surface moves; normal = each pixel by its
+    alpha-blended surfel normal (smooth across surfel edges)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,7 @@ class FitConfig:
             "mask_weight",
             "grad_weight",
             "colour_reg_weight",
+            "normal_smooth_weight",
             "grow_grad2d",
             "prune_opa",
             "mesh_voxel",

@@ -74,3 +74,10 @@ def gradient_loss(
 def neighbour_smoothness(values: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of a per-surfel quantity [N,D] to its k nearest neighbours [N,k]."""
     return ((values[:, None, :] - values[neighbours]) ** 2).sum(-1).mean()
+
+
+def normal_smoothness(normals: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - (n_i . n_j)^2 over surfels [N,3] and their k nearest neighbours [N,k]: zero for
+    parallel normals of either sign (a surfel's normal has no sign)."""
+    c = (normals[:, None, :] * normals[neighbours]).sum(-1)
+    return (1.0 - c * c).mean()

@@ -352,14 +352,14 @@ class Trainer:
             self._setup_colour_reg()
 
     def _setup_colour_reg(self) -> None:
-        if "albedo" not in self.model.params:
+        if "albedo" not in self.model.params and self.cfg.normal_smooth_weight <= 0:
             return
         from scipy.spatial import cKDTree
 
         means = self.model.params["means"].detach().cpu().numpy()
         _, idx = cKDTree(means).query(means, k=min(9, len(means)))
         self.neighbours = torch.as_tensor(idx[:, 1:], device=self.device)
-        self.albedo_stage1 = self.model.albedo().detach().clone()
+        self.albedo_stage1 = self.model.albedo().detach().clone() if "albedo" in self.model.params else None
         self.means_stage1 = self.model.params["means"].detach().clone()
 
     def _refresh_colour_reg(self) -> None:
@@ -407,16 +407,22 @@ class Trainer:
         return terms
 
     def _colour_terms(self) -> dict[str, torch.Tensor]:
+        """Stage 2's regularisers over neighbouring surfels: the colour regulariser and normal smoothness."""
         cfg = self.cfg
-        if not self.spec.colour_reg or self.neighbours is None or cfg.colour_reg_weight <= 0:
+        if not self.spec.colour_reg or self.neighbours is None:
             return {}
         if self.neighbours.shape[0] != self.model.n:
             self._refresh_colour_reg()
+        terms = {}
+        if cfg.normal_smooth_weight > 0:
+            terms["nsmooth"] = cfg.normal_smooth_weight * L.normal_smoothness(self.model.normals(), self.neighbours)
+        if cfg.colour_reg_weight <= 0 or "albedo" not in self.model.params:
+            return terms
         if cfg.colour_reg == "smooth":
-            return {"colour": cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)}
-        if cfg.colour_reg == "drift":
-            return {"colour": cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()}
-        return {}
+            terms["colour"] = cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)
+        elif cfg.colour_reg == "drift":
+            terms["colour"] = cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()
+        return terms
 
     def _train_step(self, frac: float) -> dict[str, float]:
         """One optimiser step on views_per_step views, rendered together (one rasterizer call per
