@@ -322,7 +322,9 @@ def test_normal_smoothness_applies_in_stage_2_only(tiny_protected, tmp_path):
     cfg = TINY.replace(n_init=300, stage1_iters=20, stage2_iters=20, checkpoint_every=0, normal_smooth_weight=0.05)
     for weight in (0.05, 0.0):
         run = tmp_path / f"run{weight}"
-        fit_run(prot, run, cfg.replace(normal_smooth_weight=weight), device="cpu", progress=False, mesh=False, report=False)
+        fit_run(
+            prot, run, cfg.replace(normal_smooth_weight=weight), device="cpu", progress=False, mesh=False, report=False
+        )
         lines = [json.loads(x) for x in (run / "losses.jsonl").read_text().splitlines()]
         stage2 = [x for x in lines if x["stage"] == "stage2"]
         assert stage2 and not any("nsmooth" in x for x in lines if x["stage"] == "stage1")

@@ -114,11 +114,10 @@ class LossConfig:
     smooth = penalise albedo differences between neighbouring surfels; freeze = no colour
     updates; drift = penalise change from stage 1; none."""
     colour_reg_weight: float = 1.0
-    stage2_shading: Literal["surfel", "depth", "normal"] = "surfel"
+    stage2_shading: Literal["surfel", "depth"] = "surfel"
     """Stage 2 shading (shaded colour model): surfel = each surfel by its own normal, so the gradient
     loss can be met by tilting surfels without moving the surface; depth = each pixel by the normal
-    of the rendered depth, so shading changes only when the surface moves; normal = each pixel by its
-    alpha-blended surfel normal (smooth across surfel edges)."""
+    of the rendered depth, so shading changes only when the surface moves."""
 
 
 @dataclass(frozen=True)

@@ -190,10 +190,8 @@ class SurfelModel(torch.nn.Module):
     ) -> RenderOutput:
         """shading (shaded colour model only): "surfel" shades each surfel by its own normal;
         "depth" renders albedo and shades each pixel by the normal of the rendered depth (the
-        surfel normal where the depth has none), so shading can only change by moving the surface;
-        "normal" renders albedo and shades each pixel by its alpha-blended surfel normal (Phong-like:
-        no facet at each surfel's edge)."""
-        deferred = shading in ("depth", "normal") and self.colour_model == "shaded"
+        surfel normal where the depth has none), so shading can only change by moving the surface."""
+        deferred = shading == "depth" and self.colour_model == "shaded"
         if deferred:
             colours, sh_degree = self.albedo()[None].expand(len(cameras), -1, -1), None
         else:
@@ -216,10 +214,8 @@ class SurfelModel(torch.nn.Module):
             lowpass=self.lowpass,
         )
         if deferred:
-            n = F.normalize(out.normals, dim=-1)
-            if shading == "depth":
-                dn = out.depth_normals
-                n = torch.where(dn.norm(dim=-1, keepdim=True) > 0.5, dn, n)
+            dn = out.depth_normals
+            n = torch.where(dn.norm(dim=-1, keepdim=True) > 0.5, dn, F.normalize(out.normals, dim=-1))
             out.rgb = (out.rgb * self.irradiance(n)).clamp(0, 1)
             if bg is not None:
                 out.rgb = out.rgb + (1.0 - out.alpha) * bg[:, None, None, :]
