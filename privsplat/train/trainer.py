@@ -349,9 +349,10 @@ class Trainer:
                 auto = self.has_unmasked and spec.views != "protected"
                 self.reset_every = max(window // 3, cfg.densify_every) if auto else 0
         if spec.colour_reg:
-            self._setup_colour_reg()
+            self._setup_neighbours()
 
-    def _setup_colour_reg(self) -> None:
+    def _setup_neighbours(self) -> None:
+        """Each surfel's 8 nearest surfels, for stage 2's colour regulariser and normal smoothness."""
         if "albedo" not in self.model.params and self.cfg.normal_smooth_weight <= 0:
             return
         from scipy.spatial import cKDTree
@@ -362,7 +363,7 @@ class Trainer:
         self.albedo_stage1 = self.model.albedo().detach().clone() if "albedo" in self.model.params else None
         self.means_stage1 = self.model.params["means"].detach().clone()
 
-    def _refresh_colour_reg(self) -> None:
+    def _refresh_neighbours(self) -> None:
         """After stage-2 densification: new neighbours, and each surfel's stage-1 albedo taken from
         the stage-1 surfel nearest to it."""
         self._check_finite_params()  # a KD-tree of NaN means would fail deep in scipy
@@ -406,13 +407,13 @@ class Trainer:
             terms["dist"] = cfg.dist_weight * out.distortion[i].mean()
         return terms
 
-    def _colour_terms(self) -> dict[str, torch.Tensor]:
+    def _neighbour_terms(self) -> dict[str, torch.Tensor]:
         """Stage 2's regularisers over neighbouring surfels: the colour regulariser and normal smoothness."""
         cfg = self.cfg
         if not self.spec.colour_reg or self.neighbours is None:
             return {}
         if self.neighbours.shape[0] != self.model.n:
-            self._refresh_colour_reg()
+            self._refresh_neighbours()
         terms = {}
         if cfg.normal_smooth_weight > 0:
             terms["nsmooth"] = cfg.normal_smooth_weight * L.normal_smoothness(self.model.normals(), self.neighbours)
@@ -449,7 +450,7 @@ class Trainer:
                 for k, t in self._view_losses(v, out, i, frac).items():
                     terms[k] = terms.get(k, 0.0) + t / len(picks)
             if len(by_size) == 1 or not total:  # regularisers once per step
-                terms.update(self._colour_terms())
+                terms.update(self._neighbour_terms())
             loss = sum(terms.values())
             meta = out.meta
             if self.strategy is not None:
