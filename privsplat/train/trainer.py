@@ -410,18 +410,17 @@ class Trainer:
     def _neighbour_terms(self) -> dict[str, torch.Tensor]:
         """Stage 2's regularisers over neighbouring surfels: the colour regulariser and normal smoothness."""
         cfg = self.cfg
-        if not self.spec.colour_reg or self.neighbours is None:
+        colour = cfg.colour_reg in ("smooth", "drift") and cfg.colour_reg_weight > 0 and "albedo" in self.model.params
+        if not self.spec.colour_reg or self.neighbours is None or not (colour or cfg.normal_smooth_weight > 0):
             return {}
-        if self.neighbours.shape[0] != self.model.n:
+        if self.neighbours.shape[0] != self.model.n:  # no KD-tree rebuilt for terms that are off
             self._refresh_neighbours()
         terms = {}
         if cfg.normal_smooth_weight > 0:
             terms["nsmooth"] = cfg.normal_smooth_weight * L.normal_smoothness(self.model.normals(), self.neighbours)
-        if cfg.colour_reg_weight <= 0 or "albedo" not in self.model.params:
-            return terms
-        if cfg.colour_reg == "smooth":
+        if colour and cfg.colour_reg == "smooth":
             terms["colour"] = cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)
-        elif cfg.colour_reg == "drift":
+        elif colour:
             terms["colour"] = cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()
         return terms
 
