@@ -5,7 +5,8 @@
 #   .gpu/head64-protected, .gpu/head256-protected, .gpu/head512-protected   (scripts/gpu_prepare.sh)
 # The GPU machine has no open3d: run folders come back as $OUT/run<res>.tgz (model only); unpack them on the
 # CPU machine, then `privsplat mesh --run RUN` and `privsplat eval --mesh RUN/mesh.ply --gt ... --gt-face-mask ...`.
-# Wheels for what the machine lacks are installed from .whl/. Results go to $OUT (or ./gpu-out).
+# Wheels for what the machine lacks are installed from .whl/ (gsplat, tyro, plyfile, docstring-parser, typeguard,
+# pytorch_msssim). Results go to $OUT (or ./gpu-out).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 if [ -d .whl ]; then
