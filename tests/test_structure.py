@@ -211,3 +211,32 @@ def _preset_file(tmp_path: Path, config_yaml: Path) -> Path:
     path = tmp_path / "same.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_a_missing_dependency_is_named_with_its_pip_command(monkeypatch, capsys):
+    """A package missing from the environment (seen: pytorch_msssim on a GPU image) fails the command
+    with its name and pip name, not a traceback from the first call that imports it."""
+    import privsplat.commands as commands
+
+    class Broken:
+        @classmethod
+        def parse(cls, args, prog, description):
+            return cls()
+
+        def run(self):
+            import importlib
+
+            importlib.import_module("pytorch_msssim_not_here")
+
+    class Renamed(Broken):
+        def run(self):
+            raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+    monkeypatch.setattr(commands, "load_command", lambda name: Broken)
+    assert commands.main(["fit"]) == 2
+    err = capsys.readouterr().err
+    assert "privsplat: error:" in err and "'pytorch_msssim_not_here'" in err
+    assert "pip install pytorch-msssim-not-here" in err and "Traceback" not in err
+    monkeypatch.setattr(commands, "load_command", lambda name: Renamed)
+    assert commands.main(["fit"]) == 2
+    assert "pip install opencv-python-headless" in capsys.readouterr().err

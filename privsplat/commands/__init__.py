@@ -32,6 +32,28 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# import name -> pip name of the dependencies (pyproject.toml) whose import name differs
+_PIP_NAMES = {
+    "cv2": "opencv-python-headless",
+    "pytorch_msssim": "pytorch-msssim",
+    "yaml": "pyyaml",
+    "dlib": "dlib-bin",
+}
+
+
+def missing_module_message(e: ModuleNotFoundError) -> str:
+    """What to tell a user whose environment lacks a package privsplat imports (a partial install, a
+    venv without the dependencies, a GPU image missing one): its name and the pip command, instead of
+    the traceback from wherever it was first imported."""
+    top = (e.name or "").split(".")[0] or "?"
+    pip = _PIP_NAMES.get(top, top.replace("_", "-"))
+    return (
+        f"the Python package {top!r} is not installed in this environment ({sys.executable}); "
+        f"install it with `python -m pip install {pip}`, or reinstall privsplat with its dependencies "
+        "(the README's two commands)"
+    )
+
+
 def load_command(name: str):
     module, cls, _ = COMMANDS[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
@@ -83,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd.run()
     except PrivsplatError as e:
         print(f"privsplat: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        print(f"privsplat: error: {missing_module_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("privsplat: interrupted; nothing half-written was left behind", file=sys.stderr)
