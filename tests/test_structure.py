@@ -240,3 +240,11 @@ def test_a_missing_dependency_is_named_with_its_pip_command(monkeypatch, capsys)
     monkeypatch.setattr(commands, "load_command", lambda name: Renamed)
     assert commands.main(["fit"]) == 2
     assert "pip install opencv-python-headless" in capsys.readouterr().err
+
+    class Ours(Broken):
+        def run(self):
+            raise ModuleNotFoundError("No module named 'privsplat.nothing'", name="privsplat.nothing")
+
+    monkeypatch.setattr(commands, "load_command", lambda name: Ours)
+    with pytest.raises(ModuleNotFoundError):  # a module of privsplat's own missing is a bug: traceback
+        commands.main(["fit"])

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privsplat: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] in ("", "privsplat"):  # our own module missing: a bug, keep the traceback
+            raise
         print(f"privsplat: error: {missing_module_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
