@@ -7,17 +7,13 @@
 # come back from a call: use at most 6 groups). The GPU machine has no open3d: mesh and score them on the CPU
 # (`privsplat mesh --run RUN`, scripts/bench_quality.py's score()); config.yaml names the data folder by the
 # absolute path it had there (the checkout's path, the same as here).
-# Wheels in .whl/ for what the machine lacks: gsplat, tyro, plyfile, docstring-parser, typeguard, pytorch_msssim.
+# Wheels in .whl/ for what the machine lacks: scripts/gpu_common.sh.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 T0=$(date +%s); DEADLINE=$(( T0 + ${BUDGET:-540} ))
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=$PWD:/tmp/site TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 TORCH_EXTENSIONS_DIR=/tmp/ext PYTHONUNBUFFERED=1
-python3 -c "import torch, gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" 2>&1 | tail -3
-echo "jit build done at $(( $(date +%s) - T0 )) s; pwd $PWD"
-timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/test_render_gpu.py > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc=$?"; tail -4 "$OUT/gpu_tests.log"
-echo "tests done at $(( $(date +%s) - T0 )) s"
+. scripts/gpu_common.sh
+gpu_setup || exit 1
 mkdir -p /tmp/R
 export DEADLINE
 fit_one() {  # group name data preset seed
@@ -27,10 +23,9 @@ fit_one() {  # group name data preset seed
       --no-mesh --no-progress --overwrite ${FIT_EXTRA:-} > /tmp/R/$1/$2.log 2>&1
   local rc=$?; echo "$1 $2 rc=$rc $(( $(date +%s) - t )) s"
   [ $rc = 0 ] || { tail -5 /tmp/R/$1/$2.log; return 0; }
-  python3 -c "import torch,sys; s=torch.load(sys.argv[1],weights_only=False); torch.save({'model': s['model']}, sys.argv[1])" "$run/checkpoints/latest.pt"
-  rm -rf "$run/renders" "$run/report.html" "$run/splats.ply"
+  strip_run "$run"
 }
-export -f fit_one
+export -f fit_one strip_run
 xargs -P ${PAR:-12} -L 1 bash -c 'fit_one "$@"' _ < .gpu/queue 2>&1 | tee "$OUT/fits.log"
 echo "fits done at $(( $(date +%s) - T0 )) s"
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader

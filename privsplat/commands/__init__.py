@@ -41,11 +41,14 @@ _PIP_NAMES = {
 }
 
 
-def missing_module_message(e: ModuleNotFoundError) -> str:
+def missing_module_message(e: ModuleNotFoundError) -> str | None:
     """What to tell a user whose environment lacks a package privsplat imports (a partial install, a
     venv without the dependencies, a GPU image missing one): its name and the pip command, instead of
-    the traceback from wherever it was first imported."""
-    top = (e.name or "").split(".")[0] or "?"
+    the traceback from wherever it was first imported. None for a module of privsplat's own (a bug:
+    the traceback is what helps)."""
+    top = (e.name or "").split(".")[0]
+    if top in ("", "privsplat"):
+        return None
     pip = _PIP_NAMES.get(top, top.replace("_", "-"))
     return (
         f"the Python package {top!r} is not installed in this environment ({sys.executable}); "
@@ -107,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privsplat: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] in ("", "privsplat"):  # our own module missing: a bug, keep the traceback
+        message = missing_module_message(e)
+        if message is None:
             raise
-        print(f"privsplat: error: {missing_module_message(e)}", file=sys.stderr)
+        print(f"privsplat: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("privsplat: interrupted; nothing half-written was left behind", file=sys.stderr)

@@ -420,7 +420,7 @@ class Trainer:
             terms["nsmooth"] = cfg.normal_smooth_weight * L.normal_smoothness(self.model.normals(), self.neighbours)
         if colour and cfg.colour_reg == "smooth":
             terms["colour"] = cfg.colour_reg_weight * L.neighbour_smoothness(self.model.albedo(), self.neighbours)
-        elif colour:
+        elif colour:  # drift
             terms["colour"] = cfg.colour_reg_weight * ((self.model.albedo() - self.albedo_stage1) ** 2).sum(-1).mean()
         return terms
 
